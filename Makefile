@@ -1,0 +1,26 @@
+# Set-up and everyday tasks. Everything installs into .venv; torch is pinned (torch==2.13.0,
+# CPU build) through the [train] extra in pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOURCE ?= 0
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install install-all live test bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python  ## inference only: no torch
+	$(BIN)/pip install -q -e .
+
+install-all: $(BIN)/python  ## training, web server and test tools too
+	$(BIN)/pip install -q -e ".[train,web,dev]"
+
+live: install  ## live recognition with the bundled default model (SOURCE=0|FILE|URL, ARGS=...)
+	$(BIN)/emolens live --source $(SOURCE) $(ARGS)
+
+test: install-all  ## the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,105 @@
+"""How a face becomes model input — the one place shared by training and inference.
+
+Images inside emolens are uint8 RGB (H×W×3) or grayscale (H×W×1) numpy arrays. Only numpy and
+OpenCV are used here, so inference needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+#: Inputs are scaled to [-1, 1]: (x / 255 - MEAN) / STD, for every channel.
+MEAN = 0.5
+STD = 0.5
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How faces are cut and sized for a model.
+
+    ``margin`` widens a detected box by that fraction of its size on each side before the crop;
+    ``square`` makes the crop square around the box centre (faces are not distorted).
+    """
+
+    size: int = 48
+    channels: int = 1
+    margin: float = 0.1
+    square: bool = True
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.size < 8:
+            raise ValueError(f"input size must be at least 8 px, got {self.size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CropSpec:
+        return cls(**{k: d[k] for k in ("size", "channels", "margin", "square") if k in d})
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Convert an RGB or grayscale uint8 image to ``channels`` (1 or 3), always H×W×C."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    have = image.shape[2]
+    if have == 4:
+        image = image[:, :, :3]
+        have = 3
+    if have == channels:
+        return image
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return np.repeat(image, 3, axis=2)
+
+
+def resize_to(image: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """Resize an already-cropped face to size×size and convert its colour mode."""
+    h, w = image.shape[:2]
+    if (h, w) != (size, size):
+        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    return to_channels(image, channels)
+
+
+def expand_box(
+    box: tuple[float, float, float, float], margin: float, square: bool
+) -> tuple[float, float, float, float]:
+    """Widen an (x1, y1, x2, y2) box by ``margin`` per side, optionally squared about its centre."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    cx, cy = x1 + w / 2, y1 + h / 2
+    if square:
+        w = h = max(w, h)
+    w, h = w * (1 + 2 * margin), h * (1 + 2 * margin)
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def crop_face(image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec) -> np.ndarray:
+    """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects.
+
+    Parts of the widened box outside the image are filled by replicating the border, so a
+    face at the edge keeps its position and scale.
+    """
+    x1, y1, x2, y2 = (int(round(v)) for v in expand_box(box, spec.margin, spec.square))
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"empty face box {box}")
+    h, w = image.shape[:2]
+    pad = max(0, -x1, -y1, x2 - w, y2 - h)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
+    return resize_to(image[y1:y2, x1:x2], spec.size, spec.channels)
+
+
+def normalize(batch: np.ndarray) -> np.ndarray:
+    """uint8 N×H×W×C faces → float32 N×C×H×W model input."""
+    if batch.ndim == 3:
+        batch = batch[None]
+    x = batch.astype(np.float32).transpose(0, 3, 1, 2)
+    return (x * (1.0 / 255.0) - MEAN) / STD
