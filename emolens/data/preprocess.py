@@ -80,21 +80,30 @@ def expand_box(
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
-def crop_face(image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec) -> np.ndarray:
-    """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects.
+def crop_box(
+    image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.0, square: bool = False
+) -> np.ndarray:
+    """Cut pixel box (x1, y1, x2, y2), widened by ``margin`` (see :func:`expand_box`), out of an image.
 
     Parts of the widened box outside the image are filled by replicating the border, so a
-    face at the edge keeps its position and scale.
+    face at the edge keeps its position and scale. The crop keeps its size and channels.
     """
-    x1, y1, x2, y2 = (int(round(v)) for v in expand_box(box, spec.margin, spec.square))
+    x1, y1, x2, y2 = (int(round(v)) for v in expand_box(box, margin, square))
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"empty face box {box}")
     h, w = image.shape[:2]
     pad = max(0, -x1, -y1, x2 - w, y2 - h)
     if pad:
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        if image.ndim == 2:  # copyMakeBorder drops a single channel axis
+            image = image[:, :, None]
         x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
-    return resize_to(image[y1:y2, x1:x2], spec.size, spec.channels)
+    return image[y1:y2, x1:x2]
+
+
+def crop_face(image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec) -> np.ndarray:
+    """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects."""
+    return resize_to(crop_box(image, box, spec.margin, spec.square), spec.size, spec.channels)
 
 
 def normalize(batch: np.ndarray) -> np.ndarray:

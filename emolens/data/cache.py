@@ -1,0 +1,103 @@
+"""Decode a split once into compact uint8 arrays, cached on disk and invalidated when files change."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from emolens.data.datasets import DatasetError, DatasetWarning, Split
+from emolens.data.preprocess import resize_to
+
+_CACHE_VERSION = 1
+_CHUNK = 256
+
+
+def default_cache_dir() -> Path:
+    """``$EMOLENS_CACHE`` or ``~/.cache/emolens``."""
+    return Path(os.environ.get("EMOLENS_CACHE", "~/.cache/emolens")).expanduser()
+
+
+def cache_path(split: Split, size: int, channels: int, cache_dir: Path | None = None) -> Path:
+    """The cache file for ``split`` at size×size×channels (its name holds a hash of every input)."""
+    key = hashlib.sha256(f"{_CACHE_VERSION}:{split.fingerprint()}:{size}:{channels}".encode()).hexdigest()[:24]
+    return Path(cache_dir or default_cache_dir()) / f"{split.name}-{size}px-{channels}ch-{key}.npz"
+
+
+def load_arrays(
+    split: Split, size: int, channels: int, cache_dir: Path | None = None, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """All samples of ``split`` as (N, size, size, channels) uint8 and int64 labels.
+
+    Decoded once with :func:`preprocess.resize_to` and cached; the cache key covers the file list,
+    sizes, mtimes, boxes, margin, labels and classes. Unreadable images are skipped with a
+    :class:`DatasetWarning` naming them (also on later cache hits).
+    """
+    path = cache_path(split, size, channels, cache_dir)
+    cached = _read_cache(path)
+    if cached is None:
+        images, labels, skipped = _decode(split, size, channels, workers)
+        _write_cache(path, images=images, labels=labels, skipped=np.asarray(skipped, dtype=str))
+    else:
+        images, labels, skipped = cached
+    if len(skipped):
+        warnings.warn(
+            f"split {split.name!r}: skipped {len(skipped)} unreadable image(s): "
+            + "; ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""),
+            DatasetWarning,
+            stacklevel=2,
+        )
+    return images, labels
+
+
+def _decode(split: Split, size: int, channels: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    n = len(split)
+    images = np.empty((n, size, size, channels), np.uint8)
+    ok = np.ones(n, bool)
+
+    def decode_chunk(start: int) -> tuple[int, list[str]]:
+        errors = []
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            try:
+                images[i] = resize_to(split.read(i), size, channels)
+            except DatasetError as e:
+                ok[i] = False
+                errors.append(str(e))
+        return stop - start, errors
+
+    skipped: list[str] = []
+    columns = (TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress, ThreadPoolExecutor(max(1, workers)) as pool:
+        task = progress.add_task(split.name, total=n)
+        for done, errors in pool.map(decode_chunk, range(0, n, _CHUNK)):
+            skipped += errors
+            progress.advance(task, done)
+    return images[ok], split.labels[ok].astype(np.int64), skipped
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["images"], z["labels"], z["skipped"].tolist()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache is rebuilt
+        return None
+
+
+def _write_cache(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

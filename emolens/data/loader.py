@@ -1,0 +1,185 @@
+"""Batches for training and evaluation: in-memory uint8 arrays or streamed from a split.
+
+Both loaders shuffle deterministically per epoch (``seed`` + ``set_epoch``), shard across DDP
+ranks like ``DistributedSampler`` (every rank gets the same number of batches), normalise exactly
+like :func:`emolens.data.preprocess.normalize` and augment whole batches on ``device``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from emolens.data.datasets import DatasetError, DatasetWarning, Split
+from emolens.data.preprocess import MEAN, STD, resize_to
+
+
+class _BatchLoader:
+    """Epoch-seeded index batches, sharding, and the uint8 → normalised float step."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        augment: torch.nn.Module | None,
+        device: str | torch.device,
+        seed: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.n = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augment = augment
+        self.device = torch.device(device)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose shuffle order the next iteration uses."""
+        self.epoch = epoch
+
+    def _shard_size(self) -> int:
+        return -(-self.n // self.world_size)
+
+    def __len__(self) -> int:
+        per_rank = self._shard_size()
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def _batches(self) -> list[np.ndarray]:
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
+        if self.world_size > 1:  # pad by wrapping around so every rank gets the same count
+            order = np.resize(order, self._shard_size() * self.world_size)[self.rank :: self.world_size]
+        return [order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
+
+    def _finish(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, int64 labels."""
+        non_blocking = self.device.type == "cuda"
+        x = images.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float()
+        x = (x * (1.0 / 255.0) - MEAN) / STD
+        if self.augment is not None:
+            x = self.augment(x)
+        return x.contiguous(), labels.to(self.device, non_blocking=non_blocking)
+
+
+class ArrayLoader(_BatchLoader):
+    """Batches from in-memory uint8 N×H×W×C images (kept on ``device`` once) and int labels."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        augment: torch.nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
+            raise ValueError(
+                f"expected uint8 N×H×W×C images and N labels, got {images.dtype} {images.shape} and {len(labels)} labels"
+            )
+        super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size)
+        self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self._labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for idx in self._batches():
+            index = torch.from_numpy(idx).to(self.device)
+            yield self._finish(self._images[index], self._labels[index])
+
+
+class _SplitSamples(torch.utils.data.Dataset):
+    """Decodes one sample of a split at the loader's size: (image, label, error message or "")."""
+
+    def __init__(self, split: Split, size: int, channels: int) -> None:
+        self.split, self.size, self.channels = split, size, channels
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, str]:
+        try:
+            return resize_to(self.split.read(i), self.size, self.channels), int(self.split.labels[i]), ""
+        except DatasetError as e:
+            return np.empty(0, np.uint8), -1, str(e)
+
+
+def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[Tensor, Tensor, list[str]]:
+    good = [s for s in samples if not s[2]]
+    errors = [s[2] for s in samples if s[2]]
+    if not good:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), errors
+    images = torch.from_numpy(np.stack([s[0] for s in good]))
+    return images, torch.tensor([s[1] for s in good], dtype=torch.int64), errors
+
+
+class _BatchSampler:
+    """Hands a DataLoader the loader's current-epoch batches (read at each iteration)."""
+
+    def __init__(self, loader: _BatchLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (b.tolist() for b in self.loader._batches())
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+class StreamingLoader(_BatchLoader):
+    """Like :class:`ArrayLoader`, but decodes each batch from ``split`` in DataLoader workers.
+
+    For datasets too large for memory. Unreadable images are dropped from their batch with a
+    :class:`DatasetWarning` naming them (so a batch may be smaller).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        size: int,
+        channels: int,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        augment: torch.nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+    ) -> None:
+        super().__init__(len(split), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size)
+        self._data = torch.utils.data.DataLoader(
+            _SplitSamples(split, size, channels),
+            batch_sampler=_BatchSampler(self),
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for images, labels, errors in self._data:
+            if errors:
+                warnings.warn(f"skipped {len(errors)} unreadable image(s): {'; '.join(errors)}", DatasetWarning, stacklevel=2)
+            if len(labels):
+                yield self._finish(images, labels)
