@@ -1,0 +1,186 @@
+"""The web app: a live page (webcam over a WebSocket), photo/video upload, and a REST API.
+
+``create_app`` builds a FastAPI app around one ``Recognizer``; ``emolens serve`` runs it with
+uvicorn. Inference runs in a bounded thread pool, so the event loop stays responsive.
+Nothing is fetched from the network: the page, its script and styles ship in ``static/``, and
+FastAPI's Swagger/ReDoc pages (which load from a CDN) are disabled — ``/openapi.json`` stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+import emolens
+from emolens.apps.web.stream import POLICY_VIOLATION, TRY_AGAIN_LATER, StreamSession, same_origin, serve_stream
+from emolens.apps.web.uploads import BodyLimit, decode_image, keep_upload
+
+STATIC = Path(__file__).with_name("static")
+MB = 1024 * 1024
+#: The page may only use what this server serves (plus the camera and data: images).
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server limits and options (``emolens serve`` flags)."""
+
+    model: str = "default"
+    detector: str = "default"
+    max_upload_mb: float = 50.0
+    max_pixels: int = 24_000_000
+    max_frame_mb: float = 2.0
+    max_streams: int = 64
+    workers: int = min(4, os.cpu_count() or 1)
+    artifact_ttl_s: float = 900.0
+    max_artifacts: int = 32
+    keep_uploads: Path | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+class ArtifactStore:
+    """Bounded in-memory store for per-response files (plot PNG, CSV) with a time to live."""
+
+    def __init__(self, ttl_s: float, max_items: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_items = max_items
+        self._items: OrderedDict[str, tuple[float, dict[str, tuple[str, bytes]]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, files: dict[str, tuple[str, bytes]]) -> str:
+        """Store ``{name: (media_type, content)}``; returns the id, evicting the oldest entries."""
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            self._expire()
+            self._items[key] = (time.monotonic() + self.ttl_s, files)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str, name: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            self._expire()
+            entry = self._items.get(key)
+            return entry[1].get(name) if entry else None
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._items.items() if expires < now]:
+            del self._items[key]
+
+
+def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastAPI:
+    """Build the app around ``recognizer`` (default: a ``Recognizer`` from ``settings``)."""
+    from emolens.inference.recognizer import Recognizer
+    from emolens.inference.tracking import FaceTracker
+
+    if recognizer is None:
+        recognizer = Recognizer(model=settings.model, detector=settings.detector)
+    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer")
+    artifacts = ArtifactStore(settings.artifact_ttl_s, settings.max_artifacts)
+    active_streams = 0
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="emolens",
+        version=emolens.__version__,
+        description="Facial emotion recognition: images, videos and a live WebSocket stream.",
+        docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.recognizer = recognizer
+    app.state.settings = settings
+
+    async def infer(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, Any]:
+        """Liveness: the server is up and its model is loaded."""
+        return {"status": "ok", "version": emolens.__version__, "model": settings.model,
+                "detector": settings.detector}
+
+    @app.get("/api/v1/models", tags=["meta"])
+    def models() -> dict[str, Any]:
+        """The loaded model (its classes) and its detector."""
+        return {"model": settings.model, "detector": settings.detector,
+                "classes": list(recognizer.classifier.classes)}
+
+    @app.post("/api/v1/analyze", tags=["recognition"])
+    async def analyze(file: UploadFile = File(..., description="an image"),
+                      annotate: bool = False) -> dict[str, Any]:
+        """Faces and emotions in one image: ``ImageResult.to_dict()`` (as ``emolens ... --json``).
+
+        With ``annotate=true`` the reply also holds ``annotated_jpeg``: the image with boxes,
+        labels and bars, as base64 JPEG.
+        """
+        data = await file.read()
+        return await infer(_analyze_upload, recognizer, settings, data, file.filename or "upload", annotate)
+
+    @app.websocket("/api/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        nonlocal active_streams
+        if not same_origin(websocket):
+            await websocket.close(code=POLICY_VIOLATION, reason="cross-origin connections are refused")
+            return
+        if active_streams >= settings.max_streams:
+            await websocket.close(code=TRY_AGAIN_LATER, reason="too many live streams")
+            return
+        await websocket.accept()
+        active_streams += 1
+        try:
+            session = StreamSession(recognizer, FaceTracker(), settings.max_pixels,
+                                    int(settings.max_frame_mb * MB))
+            await serve_stream(websocket, session, executor)
+        finally:
+            active_streams -= 1
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _analyze_upload(recognizer: Any, settings: Settings, data: bytes, source: str,
+                    annotate: bool) -> dict[str, Any]:
+    from emolens.inference.annotate import annotate as draw
+
+    rgb, fmt = decode_image(data, settings.max_pixels, source)
+    keep_upload(settings.keep_uploads, data, fmt)
+    result = recognizer.analyze(rgb, color="rgb")
+    result.source = source
+    reply = result.to_dict()
+    if annotate:
+        bgr = draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces)
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        reply["annotated_jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
+    return reply
