@@ -1,0 +1,71 @@
+"""Registry of named architectures (timm style): one factory, one file per family.
+
+A family registers a builder with :func:`register_model`; :func:`create_model` builds it by
+name with the default input size and colour mode unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model before it is built."""
+
+    name: str
+    input_size: int
+    channels: int
+    description: str
+    builder: Builder
+
+    def num_params(self, num_classes: int = 7) -> int:
+        """Trainable parameters at the default input (counted by building the model)."""
+        model = create_model(self.name, num_classes)
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, input_size: int, channels: int, description: str) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(num_classes, input_size, channels, **kwargs) -> nn.Module``."""
+
+    def wrap(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelInfo(name, input_size, channels, description, builder)
+        return builder
+
+    return wrap
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; ValueError listing the known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(sorted(_REGISTRY))}") from None
+
+
+def create_model(
+    name: str, num_classes: int, input_size: int | None = None, channels: int | None = None, **kwargs
+) -> nn.Module:
+    """Build a registered model; input size and channels default to the model's own."""
+    info = get_model_info(name)
+    return info.builder(
+        num_classes=num_classes,
+        input_size=input_size or info.input_size,
+        channels=channels or info.channels,
+        **kwargs,
+    )
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model, sorted by name."""
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]

@@ -1,0 +1,87 @@
+"""The training recipe as one dataclass, saved fully resolved to ``RUN_DIR/config.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from emolens.evaluation.io import write_json
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "cosine", "onecycle")
+AUGMENTS = ("default", "strong", "none")
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+CLASS_WEIGHTS = ("none", "balanced")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. Defaults are the specified recipe: Adam at 1e-3,
+    ReduceLROnPlateau on validation accuracy (×0.1 after 5 flat epochs, down to 1e-6),
+    early stopping after 10, gradient clipping at 1.0."""
+
+    data: str
+    out: str
+    model: str = "mini-xception"
+    format: str = "auto"
+    keep: str | None = None
+    drop: str | None = None
+    merge: str | None = None
+    input_size: int | None = None  # None: the model's default
+    channels: int | None = None
+    margin: float = 0.1  # face-box margin of the crop spec (box datasets are cut with it too)
+    epochs: int = 60
+    batch_size: int = 64  # per process
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only (Nesterov)
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    class_weights: str = "none"
+    scheduler: str = "plateau"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    min_lr: float = 1e-6
+    early_stopping: int = 10  # epochs without a better val accuracy; 0 = off
+    clip_grad: float = 1.0  # max gradient norm; 0 = off
+    amp: str = "auto"  # resolved to fp16 / bf16 / off
+    augment: str = "default"
+    seed: int = 0
+    init: str | None = None
+    workers: int = 0  # CPU threads per process; 0 = all available cores shared by local processes
+    device: str = "auto"  # resolved to cpu / cuda / cuda:N
+    cache_dir: str | None = None
+    world_size: int = 1  # resolved from the torchrun environment
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
+            ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch size and learning rate must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"{path}: expected a training config.json ({e})") from e

@@ -1,0 +1,134 @@
+"""One training epoch and one evaluation pass (torchvision-references style).
+
+Both reduce their sums over processes when torch.distributed is initialised, so every rank
+returns the global numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed-precision context for ``device`` (a no-op when ``amp_dtype`` is None)."""
+    return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+
+def _global_sums(*values: float, device: torch.device) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _progress(iterable, desc: str, enabled: bool) -> tqdm:
+    """A progress bar on rank 0 (refreshing rarely when stderr is a log file, not a terminal)."""
+    return tqdm(
+        iterable, desc=desc, leave=False, dynamic_ncols=True, disable=not (enabled and _is_main()),
+        mininterval=0.2 if sys.stderr.isatty() else 30.0,
+    )
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    epoch: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float = 0.0,
+    batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train for one pass over ``loader``; returns loss, acc, images and images_per_s."""
+    model.train()
+    loss_sum = correct = seen = 0.0
+    start = time.perf_counter()
+    bar = _progress(loader, f"epoch {epoch} train", progress)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip_grad > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        if scaler is not None and scaler.is_enabled():
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if batch_scheduler is not None:
+            batch_scheduler.step()
+        n = y.numel()
+        loss_sum += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+    elapsed = time.perf_counter() - start
+    loss_sum, correct, seen = _global_sums(loss_sum, correct, seen, device=device)
+    seen = max(seen, 1)
+    return {"loss": loss_sum / seen, "acc": correct / seen, "images": seen, "images_per_s": seen / max(elapsed, 1e-9)}
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    desc: str = "predict",
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 logits (N×classes) and int64 labels for every batch of this process's loader."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in _progress(loader, desc, progress):
+        with autocast(device, amp_dtype):
+            outs.append(model(x.to(device)).float().cpu())
+        labels.append(y.cpu())
+    if not outs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    criterion: nn.Module,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Loss and accuracy over ``loader`` (summed over processes)."""
+    logits, labels = predict_logits(model, loader, device, amp_dtype=amp_dtype, progress=progress, desc="validate")
+    n = len(labels)
+    loss_sum = criterion(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)).item() * n if n else 0.0
+    correct = float((logits.argmax(1) == labels).sum()) if n else 0.0
+    loss_sum, correct, n = _global_sums(loss_sum, correct, float(n), device=device)
+    n = max(n, 1)
+    return {"loss": loss_sum / n, "acc": correct / n, "images": n}
