@@ -67,3 +67,63 @@ class ImageResult:
         import pandas as pd  # optional dependency
 
         return pd.DataFrame(self.to_rows())
+
+
+@dataclass
+class VideoResult:
+    """A video or camera stream: one timeline row per face per analysed frame.
+
+    Timeline rows are flat dicts: ``time_s``, ``frame``, ``face_id``, box ``x1..y2``, ``score``,
+    ``emotion``, ``confidence`` and ``p_<class>`` for every class.
+    """
+
+    source: str
+    width: int
+    height: int
+    fps: float
+    classes: tuple[str, ...]
+    frames: int = 0
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+    def add_frame(self, frame: int, time_s: float, faces: list[FaceResult]) -> None:
+        """Record one analysed frame."""
+        self.frames = max(self.frames, frame + 1)
+        for row in ImageResult(self.source, self.width, self.height, faces).to_rows():
+            del row["source"]
+            self.timeline.append({"time_s": round(time_s, 4), "frame": frame, **row})
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per face: frames seen, seconds, share of frames in each top emotion, dominant emotion,
+        and mean probabilities."""
+        out = []
+        for face_id in sorted({r["face_id"] for r in self.timeline}, key=lambda v: (v is None, v)):
+            rows = [r for r in self.timeline if r["face_id"] == face_id]
+            share = {c: sum(r["emotion"] == c for r in rows) / len(rows) for c in self.classes}
+            out.append({
+                "face_id": face_id,
+                "frames": len(rows),
+                "first_s": rows[0]["time_s"],
+                "last_s": rows[-1]["time_s"],
+                "dominant": max(share, key=share.__getitem__),
+                "share": {c: round(v, 4) for c, v in share.items()},
+                "mean_probabilities": {c: round(sum(r[f"p_{c}"] for r in rows) / len(rows), 4) for c in self.classes},
+            })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "kind": "video", "width": self.width, "height": self.height,
+            "fps": round(self.fps, 3), "frames": self.frames, "duration_s": round(self.duration_s, 3),
+            "classes": list(self.classes), "summary": self.summary(), "timeline": self.timeline,
+        }
+
+    def to_dataframe(self) -> Any:
+        import pandas as pd  # optional dependency
+
+        columns = ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence",
+                   *(f"p_{c}" for c in self.classes)]
+        return pd.DataFrame(self.timeline, columns=columns)

@@ -1,0 +1,103 @@
+"""Emotion classification of face crops with an exported ONNX model (no torch).
+
+A model file carries its own class list and crop spec in the ONNX metadata property ``emolens``
+(see docs/architecture.md), so the crops made here match the ones it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emolens.data.preprocess import CropSpec, crop_face, normalize, resize_to
+from emolens.inference.runtime import create_session
+from emolens.labels import canonical
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_MODEL = "fer2013"
+
+
+def list_bundled_models() -> list[str]:
+    """Names of the models shipped in ``emolens/weights`` (``default`` means ``fer2013``)."""
+    return sorted(p.stem for p in WEIGHTS.glob("*.onnx"))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """Path of a bundled model name (or ``default``) or of an existing .onnx file."""
+    text = str(name_or_path)
+    if text.endswith(".onnx") or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return path
+    name = DEFAULT_MODEL if text == "default" else text
+    path = WEIGHTS / f"{name}.onnx"
+    if not path.is_file():
+        available = ", ".join(list_bundled_models()) or "none installed"
+        raise FileNotFoundError(
+            f"bundled model {name!r} is not available (looked for {path}); bundled models: {available}; "
+            f"or pass the path of an exported .onnx model"
+        )
+    return path
+
+
+class EmotionClassifier:
+    """An ONNX emotion model: uint8 face crops in, class probabilities out."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.session = create_session(self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "emolens" not in meta:
+            raise ValueError(f"{self.path}: no 'emolens' metadata (classes, crop); export it with emolens")
+        info = json.loads(meta["emolens"])
+        self.classes: tuple[str, ...] = tuple(canonical(c) for c in info["classes"])
+        self.crop: CropSpec = CropSpec.from_dict(info.get("crop", {}))
+        self.model_name: str = info.get("model_name", self.path.stem)
+        self.temperature: float = float(info.get("temperature", 1.0))
+        self._input = self.session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> EmotionClassifier:
+        """A bundled model by name (``default`` → ``fer2013``) or an .onnx file by path."""
+        return cls(resolve_model(name_or_path))
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier({self.path.name}, {self.model_name}, classes={list(self.classes)})"
+
+    def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities (float32 N×K, temperature-scaled softmax) for uint8 N×H×W×C face crops.
+
+        Crops not already ``crop.size`` square with ``crop.channels`` channels are resized/converted.
+        """
+        faces = np.asarray(faces)
+        if faces.ndim == 3:
+            faces = faces[None]
+        n = len(faces)
+        if n == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        spec = self.crop
+        if faces.shape[1:] != (spec.size, spec.size, spec.channels):
+            faces = np.stack([resize_to(f, spec.size, spec.channels) for f in faces])
+        out = []
+        for start in range(0, n, batch_size):
+            logits = self.session.run(None, {self._input: normalize(faces[start:start + batch_size])})[0]
+            z = logits.astype(np.float32) / self.temperature
+            z -= z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            out.append(e / e.sum(axis=1, keepdims=True))
+        return np.concatenate(out)
+
+    def crops(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
+        """Model-ready uint8 crops (N×S×S×C) of ``boxes`` in an RGB image."""
+        spec = self.crop
+        if not len(boxes):
+            return np.zeros((0, spec.size, spec.size, spec.channels), np.uint8)
+        return np.stack([crop_face(image_rgb, box, spec) for box in boxes])
+
+    def classify_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
+        """Probabilities (N×K) of the faces at pixel ``boxes`` (x1, y1, x2, y2) in an RGB image."""
+        return self.predict_proba(self.crops(image_rgb, boxes))

@@ -1,0 +1,94 @@
+"""``Recognizer``: faces and their emotions in one call.
+
+    >>> from emolens import Recognizer
+    >>> rec = Recognizer()                      # bundled default model, BlazeFace detector
+    >>> result = rec.analyze("group.jpg")       # path, RGB array, BGR array (color="bgr"), PIL image
+    >>> [(f.box, f.emotion, f.confidence) for f in result.faces]
+    >>> result.to_dataframe()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emolens.inference.classifier import EmotionClassifier
+from emolens.inference.detectors import Detection, Detector, create_detector
+from emolens.inference.images import MAX_PIXELS, Color, ImageInput, describe, load_image
+from emolens.inference.results import FaceResult, ImageResult
+from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
+
+
+class Recognizer:
+    """A face detector plus an emotion classifier.
+
+    ``model``: a bundled model name (``default`` → ``fer2013``), an .onnx path or an
+    :class:`EmotionClassifier`; ``detector``: a detector name (see
+    :func:`~emolens.inference.detectors.list_detectors`) or object; ``smoothing``: per-face
+    exponential smoothing for video and live streams (0 = off; still images are never smoothed);
+    ``max_pixels``: largest image accepted (decompression-bomb guard).
+    """
+
+    def __init__(self, model: str | Path | EmotionClassifier = "default", detector: str | Detector = "default",
+                 smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS, **detector_opts: Any):
+        self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
+        self.detector = create_detector(detector, **detector_opts) if isinstance(detector, str) else detector
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = smoothing
+        self.max_pixels = max_pixels
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.classifier.classes
+
+    def __repr__(self) -> str:
+        return f"Recognizer(model={self.classifier.path.name!r}, detector={self.detector.name!r})"
+
+    def tracker(self) -> FaceTracker:
+        """A fresh tracker for one stream, smoothing as configured."""
+        return FaceTracker(smoothing=self.smoothing)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        return self.detector.detect(image_rgb)
+
+    def classify(self, image_rgb: np.ndarray, detections: Sequence[Detection]) -> list[FaceResult]:
+        """Emotion probabilities for already-found faces."""
+        probs = self.classifier.classify_faces(image_rgb, [d.box for d in detections])
+        return self._faces(detections, probs)
+
+    def _faces(self, detections: Sequence[Detection], probs: np.ndarray) -> list[FaceResult]:
+        return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p)))) for d, p in zip(detections, probs)]
+
+    def analyze(self, image: ImageInput, color: Color = "rgb") -> ImageResult:
+        """Faces and emotions in one image; no face gives an empty ``faces`` list.
+
+        ``image``: a path, a PIL image, or a uint8 (or 16-bit/float) numpy array whose channel order
+        is ``color`` — "rgb" by default (emolens' convention); pass ``color="bgr"`` for OpenCV frames.
+        Raises :class:`~emolens.inference.errors.InputError` for an unusable input.
+        """
+        rgb = load_image(image, color, self.max_pixels)
+        h, w = rgb.shape[:2]
+        return ImageResult(describe(image), w, h, self.classify(rgb, self.detect(rgb)))
+
+    def analyze_batch(self, images: Sequence[ImageInput], batch_size: int = 64, color: Color = "rgb",
+                      sources: Sequence[str] | None = None) -> list[ImageResult]:
+        """Like :meth:`analyze` for many images; faces from all images are classified in batches.
+
+        ``sources`` optionally names the results (default: the path or a description of each input).
+        """
+        if not images:
+            return []
+        names = list(sources) if sources is not None else [describe(i) for i in images]
+        rgbs = [load_image(i, color, self.max_pixels) for i in images]
+        detections = [self.detect(rgb) for rgb in rgbs]
+        crops = [self.classifier.crops(rgb, [d.box for d in dets]) for rgb, dets in zip(rgbs, detections)]
+        probs = self.classifier.predict_proba(np.concatenate(crops), batch_size=batch_size)
+        results, start = [], 0
+        for name, rgb, dets in zip(names, rgbs, detections):
+            results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], self._faces(dets, probs[start:start + len(dets)])))
+            start += len(dets)
+        return results

@@ -1,0 +1,72 @@
+"""Shared helpers for the inference tests (no tests here).
+
+``model_path`` is the bundled ``default`` model once it ships; until then an untrained linear
+model with the right ONNX interface, built on the fly, so plumbing tests run either way.
+Model-quality tests use ``bundled_model`` and are skipped while it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emolens.inference.classifier import WEIGHTS
+
+FER_CLASSES = ["anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+BUNDLED = WEIGHTS / "fer2013.onnx"
+
+
+def make_dev_model(path: Path, size: int = 48, channels: int = 1, classes: list[str] = FER_CLASSES) -> Path:
+    """An untrained Flatten→Gemm ONNX model with emolens metadata (never shipped)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    features = size * size * channels
+    weight = numpy_helper.from_array(rng.normal(0, 0.05, (features, len(classes))).astype(np.float32), "W")
+    bias = numpy_helper.from_array(np.zeros(len(classes), np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W", "B"], ["logits"])],
+        "dev", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(classes)])], [weight, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    meta = {"classes": classes, "crop": {"size": size, "channels": channels, "margin": 0.1, "square": True},
+            "model_name": "dev-linear", "temperature": 1.0}
+    helper.set_model_props(model, {"emolens": json.dumps(meta)})
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if BUNDLED.is_file():
+        return BUNDLED
+    return make_dev_model(tmp_path_factory.mktemp("model") / "dev.onnx")
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Path:
+    if not BUNDLED.is_file():
+        pytest.skip(f"model-quality check needs the bundled model {BUNDLED}, which has not been added yet")
+    return BUNDLED
+
+
+def video_frames(path: Path, every: int = 1) -> list[np.ndarray]:
+    """BGR frames of a video file."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    index = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index % every == 0:
+            frames.append(frame)
+        index += 1
+    cap.release()
+    return frames
