@@ -10,8 +10,8 @@ import typer
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, help="TCP port."),
-    model: str = typer.Option("default", help="Model name (default, fer2013, ...)."),
-    detector: str = typer.Option("default", help="Face detector: default, haar or blazeface."),
+    model: str = typer.Option("default", help="Bundled model name (default, fer2013, ...) or an exported .onnx file."),
+    detector: str = typer.Option("default", help="Face detector: default (blazeface), blazeface-short or haar."),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload (413 above it)."),
     keep_uploads: Path | None = typer.Option(
         None, file_okay=False, help="Save uploaded photos and videos here (by default nothing is kept)."

@@ -92,6 +92,8 @@ class ArtifactStore:
 
 def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastAPI:
     """Build the app around ``recognizer`` (default: a ``Recognizer`` from ``settings``)."""
+    from emolens.inference.classifier import list_bundled_models
+    from emolens.inference.detectors import list_detectors
     from emolens.inference.recognizer import Recognizer
     from emolens.inference.tracking import FaceTracker
 
@@ -132,9 +134,10 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
 
     @app.get("/api/v1/models", tags=["meta"])
     def models() -> dict[str, Any]:
-        """The loaded model (its classes) and its detector."""
+        """The loaded model and detector, the model's classes, and what else is installed."""
         return {"model": settings.model, "detector": settings.detector,
-                "classes": list(recognizer.classifier.classes)}
+                "classes": list(recognizer.classifier.classes),
+                "bundled_models": list_bundled_models(), "detectors": list_detectors()}
 
     @app.post("/api/v1/analyze", tags=["recognition"])
     async def analyze(file: UploadFile = File(..., description="an image"),

@@ -69,12 +69,13 @@ def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> tuple[np
         raise HTTPException(400, f"{name}: not an image; expected {IMAGE_FORMATS}") from None
     except (InputError, Image.DecompressionBombError) as exc:
         raise HTTPException(413, str(exc)) from None
+    fmt = image.format or "image"
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError) as exc:
-        raise HTTPException(400, f"{name}: truncated or corrupt {image.format} image ({exc})") from None
-    return load_image(image), image.format or "image"
+        raise HTTPException(400, f"{name}: truncated or corrupt {fmt} image ({exc})") from None
+    return load_image(image), fmt
 
 
 def keep_upload(directory: Path | None, data: bytes | Path, suffix: str) -> Path | None:

@@ -1,0 +1,153 @@
+"""The web app through FastAPI's TestClient, with the real Recognizer and bundled default model."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from emolens.apps.web.server import Settings, create_app  # noqa: E402
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "emolens" / "weights" / "fer2013.onnx"
+LIMITS = Settings(max_upload_mb=2, max_pixels=4_000_000)
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    if not WEIGHTS.exists():
+        pytest.skip(f"{WEIGHTS} not found: the bundled default model is needed")
+    from emolens.inference.recognizer import Recognizer
+
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    with TestClient(create_app(recognizer, LIMITS)) as c:
+        yield c
+
+
+def video_frames_jpeg(path: Path, count: int, step: int = 3) -> list[bytes]:
+    """Every ``step``-th frame of a video as the browser sends it: ≤640 px wide JPEG."""
+    cap = cv2.VideoCapture(str(path))
+    out, index = [], 0
+    while len(out) < count:
+        ok, frame = cap.read()
+        assert ok, f"{path} has fewer than {count * step} frames"
+        if index % step == 0:
+            scale = min(1.0, 640 / frame.shape[1])
+            frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            out.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes())
+        index += 1
+    cap.release()
+    return out
+
+
+def post_image(client: TestClient, data: bytes, name: str = "photo.jpg", query: str = "") -> object:
+    return client.post(f"/api/v1/analyze{query}", files={"file": (name, data, "application/octet-stream")})
+
+
+def test_health_and_models(client: TestClient, recognizer) -> None:
+    assert client.get("/health").json()["status"] == "ok"
+    models = client.get("/api/v1/models").json()
+    assert models["classes"] == list(recognizer.classifier.classes)
+    assert "fer2013" in models["bundled_models"] and "haar" in models["detectors"]
+
+
+def test_analyze_matches_the_recognizer(client: TestClient, recognizer, media: Path) -> None:
+    path = media / "pyfeat_multi_face.jpg"
+    response = post_image(client, path.read_bytes(), name=path.name)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = recognizer.analyze(path).to_dict()
+    assert body == {**expected, "source": path.name}
+    assert len(body["faces"]) >= 2
+
+
+def test_analyze_annotated(client: TestClient, media: Path) -> None:
+    response = post_image(client, (media / "deepface_couple.jpg").read_bytes(), query="?annotate=true")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    image = Image.open(io.BytesIO(base64.b64decode(body["annotated_jpeg"])))
+    assert image.format == "JPEG" and image.size == (body["width"], body["height"])
+    assert body["faces"]
+
+
+def test_bad_uploads_are_refused_with_a_reason(client: TestClient, media: Path) -> None:
+    jpeg = (media / "pyfeat_multi_face.jpg").read_bytes()
+
+    not_image = post_image(client, b"%PDF-1.4 not a photo" * 10, name="photo.jpg")
+    assert not_image.status_code == 400 and "expected JPEG" in not_image.json()["detail"]
+
+    truncated = post_image(client, jpeg[: len(jpeg) // 2])
+    assert truncated.status_code == 400 and "truncated" in truncated.json()["detail"]
+
+    assert post_image(client, b"").status_code == 400
+
+    too_big = post_image(client, jpeg + bytes(3 * 2**20))
+    assert too_big.status_code == 413 and "2 MB" in too_big.json()["detail"]
+
+    # no Content-Length: the streamed body is counted and cut off at the limit
+    chunks = iter([b"--x\r\n"] + [bytes(2**16)] * 64)
+    streamed = client.post("/api/v1/analyze", content=chunks,
+                           headers={"content-type": "multipart/form-data; boundary=x"})
+    assert streamed.status_code == 413
+
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 2000)).save(buffer, "PNG")  # 6 MP in a few kB
+    many_pixels = post_image(client, buffer.getvalue(), name="big.png")
+    assert many_pixels.status_code == 413 and "megapixels" in many_pixels.json()["detail"]
+
+
+def test_websocket_keeps_face_ids(client: TestClient, media: Path, recognizer) -> None:
+    frames = video_frames_jpeg(media / "pyfeat_single_face.mp4", count=6)
+    with client.websocket_connect("/api/v1/stream") as ws:
+        replies = []
+        for data in frames:
+            ws.send_bytes(data)
+            replies.append(ws.receive_json())
+        ws.send_bytes(b"garbage")
+        error = ws.receive_json()
+        ws.send_bytes(frames[0])
+        after_error = ws.receive_json()
+    assert [r["seq"] for r in replies] == list(range(1, 7))
+    assert all(len(r["faces"]) == 1 for r in replies), [len(r["faces"]) for r in replies]
+    assert len({r["faces"][0]["face_id"] for r in replies}) == 1
+    assert set(replies[0]["faces"][0]["probabilities"]) == set(recognizer.classifier.classes)
+    assert "expected JPEG" in error["error"]
+    assert after_error["faces"]
+
+
+def test_cross_origin_websocket_is_refused(client: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as info:
+        with client.websocket_connect("/api/v1/stream", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    assert info.value.code == 1008
+
+
+def test_page_is_self_contained(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        text = client.get(asset).text
+        assert "http://" not in text and "https://" not in text
+    assert "http" not in page.text.replace("http-equiv", "")
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
+    assert "/api/v1/analyze" in client.get("/openapi.json").json()["paths"]
+
+
+def test_keep_uploads(recognizer, media: Path, tmp_path: Path) -> None:
+    with TestClient(create_app(recognizer, Settings(keep_uploads=tmp_path / "kept"))) as c:
+        assert post_image(c, (media / "pyfeat_multi_face.jpg").read_bytes(), name="../../x.jpg").status_code == 200
+    kept = list((tmp_path / "kept").iterdir())
+    assert len(kept) == 1 and kept[0].suffix == ".jpeg"

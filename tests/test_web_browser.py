@@ -1,0 +1,127 @@
+"""End to end: Debian Chromium with a fake webcam (a real video as .y4m) against the real server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("selenium")
+import uvicorn  # noqa: E402
+
+from emolens.apps.web.server import create_app  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+WEIGHTS = REPO / "emolens" / "weights" / "fer2013.onnx"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def write_y4m(video: Path, out: Path, seconds: float = 4.0, size: tuple[int, int] = (640, 480)) -> Path:
+    """Convert ``video`` to raw YUV4MPEG2 (I420, 30 fps), looping it to ``seconds``."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(frame, size), cv2.COLOR_BGR2YUV_I420))
+    cap.release()
+    assert frames, f"no frames decoded from {video}"
+    width, height = size
+    with out.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(int(seconds * 30)):
+            f.write(b"FRAME\n")
+            f.write(np.ascontiguousarray(frames[i % len(frames)]).tobytes())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    if not WEIGHTS.exists():
+        pytest.skip(f"{WEIGHTS} not found: the bundled default model is needed")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(media: Path, tmp_path: Path):
+    if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
+        pytest.skip("Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    y4m = write_y4m(media / "pyfeat_single_face.mp4", tmp_path / "camera.y4m")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={y4m}", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    # A fixed chromedriver path: Selenium Manager never looks for (or downloads) a driver.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_live_page_shows_faces_from_the_server(server_url: str, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server_url}/")
+    browser.find_element(By.ID, "start").click()
+    live = browser.find_element(By.ID, "live")
+    # the list is re-rendered on every reply: read it in one script call, not element by element
+    snapshot = (
+        "return [...document.querySelectorAll('#live-faces li')]"
+        ".map(li => ({id: li.dataset.faceId, emotion: li.dataset.emotion}));"
+    )
+    WebDriverWait(browser, 20).until(
+        lambda d: int(live.get_attribute("data-frames")) >= 5 and d.execute_script(snapshot)
+    )
+    faces = browser.execute_script(snapshot)
+    classes = browser.execute_script("return fetch('/api/v1/models').then(r => r.json()).then(j => j.classes)")
+    assert faces[0]["emotion"] in classes
+    assert faces[0]["id"].isdigit()
+    assert live.get_attribute("data-state") == "streaming"
+    assert browser.find_element(By.ID, "latency").text.endswith("ms")
+    # the overlay canvas holds drawn boxes: some pixels are not transparent
+    painted = browser.execute_script(
+        "const c = document.getElementById('overlay');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;"
+    )
+    assert painted > 500
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "web_live.png"))
+    logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not logs, logs
