@@ -58,7 +58,7 @@ def post_image(client: TestClient, data: bytes, name: str = "photo.jpg", query: 
 def test_health_and_models(client: TestClient, recognizer) -> None:
     assert client.get("/health").json()["status"] == "ok"
     models = client.get("/api/v1/models").json()
-    assert models["classes"] == list(recognizer.classifier.classes)
+    assert models["classes"] == list(recognizer.classes)
     assert "fer2013" in models["bundled_models"] and "haar" in models["detectors"]
 
 
@@ -121,7 +121,7 @@ def test_websocket_keeps_face_ids(client: TestClient, media: Path, recognizer) -
     assert [r["seq"] for r in replies] == list(range(1, 7))
     assert all(len(r["faces"]) == 1 for r in replies), [len(r["faces"]) for r in replies]
     assert len({r["faces"][0]["face_id"] for r in replies}) == 1
-    assert set(replies[0]["faces"][0]["probabilities"]) == set(recognizer.classifier.classes)
+    assert set(replies[0]["faces"][0]["probabilities"]) == set(recognizer.classes)
     assert "expected JPEG" in error["error"]
     assert after_error["faces"]
 

@@ -95,7 +95,6 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
     from emolens.inference.classifier import list_bundled_models
     from emolens.inference.detectors import list_detectors
     from emolens.inference.recognizer import Recognizer
-    from emolens.inference.tracking import FaceTracker
 
     if recognizer is None:
         recognizer = Recognizer(model=settings.model, detector=settings.detector)
@@ -136,7 +135,7 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
     def models() -> dict[str, Any]:
         """The loaded model and detector, the model's classes, and what else is installed."""
         return {"model": settings.model, "detector": settings.detector,
-                "classes": list(recognizer.classifier.classes),
+                "classes": list(recognizer.classes),
                 "bundled_models": list_bundled_models(), "detectors": list_detectors()}
 
     @app.post("/api/v1/analyze", tags=["recognition"])
@@ -162,7 +161,7 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
         await websocket.accept()
         active_streams += 1
         try:
-            session = StreamSession(recognizer, FaceTracker(), settings.max_pixels,
+            session = StreamSession(recognizer, recognizer.tracker(), settings.max_pixels,
                                     int(settings.max_frame_mb * MB))
             await serve_stream(websocket, session, executor)
         finally:
