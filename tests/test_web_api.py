@@ -151,3 +151,23 @@ def test_keep_uploads(recognizer, media: Path, tmp_path: Path) -> None:
         assert post_image(c, (media / "pyfeat_multi_face.jpg").read_bytes(), name="../../x.jpg").status_code == 200
     kept = list((tmp_path / "kept").iterdir())
     assert len(kept) == 1 and kept[0].suffix == ".jpeg"
+
+
+def test_analyze_video(client: TestClient, media: Path, recognizer) -> None:
+    path = media / "pyfeat_single_face.mp4"
+    response = client.post("/api/v1/analyze-video", files={"file": (path.name, path.read_bytes(), "video/mp4")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["source"] == path.name and body["frames"] > 10
+    assert len(body["summary"]) == 1 and body["summary"][0]["frames"] == len(body["timeline"])
+    plot = client.get(body["plot_url"])
+    assert plot.headers["content-type"] == "image/png" and plot.content.startswith(b"\x89PNG")
+    csv_lines = client.get(body["csv_url"]).text.splitlines()
+    assert csv_lines[0].startswith("time_s,frame,face_id") and len(csv_lines) == len(body["timeline"]) + 1
+    assert client.get("/api/v1/results/nope/timeline.png").status_code == 404
+
+    image = (media / "pyfeat_multi_face.jpg").read_bytes()
+    as_video = client.post("/api/v1/analyze-video", files={"file": ("clip.mp4", image, "video/mp4")})
+    assert as_video.status_code == 400 and "expected a video" in as_video.json()["detail"]
+    text = client.post("/api/v1/analyze-video", files={"file": ("clip.mp4", b"not a video" * 100, "video/mp4")})
+    assert text.status_code == 400 and "expected MP4" in text.json()["detail"]

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -20,17 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import emolens
 from emolens.apps.web.stream import POLICY_VIOLATION, TRY_AGAIN_LATER, StreamSession, same_origin, serve_stream
-from emolens.apps.web.uploads import BodyLimit, decode_image, keep_upload
+from emolens.apps.web.uploads import BodyLimit, decode_image, keep_upload, looks_like_image
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
@@ -49,6 +49,7 @@ class Settings:
     max_pixels: int = 24_000_000
     max_frame_mb: float = 2.0
     max_streams: int = 64
+    max_video_seconds: float = 120.0
     workers: int = min(4, os.cpu_count() or 1)
     artifact_ttl_s: float = 900.0
     max_artifacts: int = 32
@@ -149,6 +150,30 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
         data = await file.read()
         return await infer(_analyze_upload, recognizer, settings, data, file.filename or "upload", annotate)
 
+    @app.post("/api/v1/analyze-video", tags=["recognition"])
+    async def analyze_video(file: UploadFile = File(..., description="a video (MP4, AVI, MOV, MKV, WebM)"),
+                            ) -> dict[str, Any]:
+        """Every frame of a video (up to ``max_video_seconds``), with tracked face ids.
+
+        Returns ``VideoResult.to_dict()`` (summary per face and the timeline) plus ``plot_url``,
+        ``csv_url`` and ``summary_csv_url``: files kept in memory for ``expires_in_s`` seconds.
+        """
+        result, files = await infer(_analyze_video_upload, recognizer, settings, file.file,
+                                    file.filename or "upload")
+        key = artifacts.put(files)
+        base = f"/api/v1/results/{key}"
+        return {**result, "plot_url": f"{base}/timeline.png", "csv_url": f"{base}/timeline.csv",
+                "summary_csv_url": f"{base}/summary.csv", "expires_in_s": settings.artifact_ttl_s}
+
+    @app.get("/api/v1/results/{key}/{name}", tags=["recognition"])
+    def result_file(key: str, name: str) -> Response:
+        """A file from an ``analyze-video`` response, while it lasts."""
+        found = artifacts.get(key, name)
+        if found is None:
+            raise HTTPException(404, "unknown or expired result file; analyze the video again")
+        media_type, content = found
+        return Response(content, media_type=media_type)
+
     @app.websocket("/api/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         nonlocal active_streams
@@ -170,6 +195,36 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _analyze_video_upload(recognizer: Any, settings: Settings, upload: BinaryIO,
+                          name: str) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+    """Analyze an uploaded video via a temp file (removed on return); returns the JSON and files."""
+    from emolens.inference.errors import InputError
+    from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
+
+    head = upload.read(64 * 1024)
+    upload.seek(0)
+    if looks_like_image(head):
+        raise HTTPException(400, f"{name}: this is an image; expected a video (use /api/v1/analyze for images)")
+    with tempfile.TemporaryDirectory(prefix="emolens-web-") as tmp:
+        path = Path(tmp) / "upload"
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload, out)
+        suffix = Path(name).suffix.lower()
+        keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
+        try:
+            result = analyze_video(recognizer, path, max_seconds=settings.max_video_seconds)
+        except InputError:
+            raise HTTPException(400, f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
+        result.source = name
+        outputs = write_video_outputs(result, tmp, "video")
+        files = {
+            "timeline.png": ("image/png", outputs["plot"].read_bytes()),
+            "timeline.csv": ("text/csv", outputs["timeline_csv"].read_bytes()),
+            "summary.csv": ("text/csv", outputs["summary_csv"].read_bytes()),
+        }
+    return result.to_dict(), files
 
 
 def _analyze_upload(recognizer: Any, settings: Settings, data: bytes, source: str,

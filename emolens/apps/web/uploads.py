@@ -78,6 +78,15 @@ def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> tuple[np
     return load_image(image), fmt
 
 
+def looks_like_image(head: bytes) -> bool:
+    """True when the first bytes of a file already identify it as an image."""
+    try:
+        Image.open(io.BytesIO(head))
+    except (UnidentifiedImageError, OSError):
+        return False
+    return True
+
+
 def keep_upload(directory: Path | None, data: bytes | Path, suffix: str) -> Path | None:
     """Copy an upload (bytes or a temp file) under ``directory`` with a generated name.
 

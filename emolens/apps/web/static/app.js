@@ -227,9 +227,15 @@ function showVideoResult(data) {
   $("timeline").hidden = false;
   $("csv").href = data.csv_url;
   $("csv").hidden = false;
-  const columns = data.summary.length ? Object.keys(data.summary[0]) : [];
-  renderTable(columns, data.summary);
-  return `${data.frames_analyzed} frames analyzed, ${data.summary.length} face(s)`;
+  const rows = data.summary.map((face) => ({
+    face: face.face_id,
+    dominant: face.dominant,
+    frames: face.frames,
+    seen: `${face.first_s.toFixed(1)}–${face.last_s.toFixed(1)} s`,
+    ...Object.fromEntries(data.classes.map((c) => [c, face.mean_probabilities[c].toFixed(3)])),
+  }));
+  renderTable(["face", "dominant", "frames", "seen", ...data.classes], rows);
+  return `${data.frames} frames (${data.duration_s} s), ${data.summary.length} face(s); table: mean probabilities`;
 }
 
 async function upload(event) {
