@@ -125,3 +125,30 @@ def test_live_page_shows_faces_from_the_server(server_url: str, browser) -> None
     browser.save_screenshot(str(ARTIFACTS / "web_live.png"))
     logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not logs, logs
+
+
+def test_upload_photo_and_video(server_url: str, browser, media: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server_url}/")
+    rows = "return document.querySelectorAll('#result-table tr').length"
+
+    browser.find_element(By.ID, "file").send_keys(str(media / "pyfeat_multi_face.jpg"))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "annotated").get_attribute("hidden") is None)
+    assert browser.execute_script("return document.getElementById('annotated').naturalWidth") == 1000
+    assert browser.execute_script(rows) >= 3  # header + one row per face
+
+    browser.find_element(By.ID, "file").send_keys(str(media / "pyfeat_single_face.mp4"))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "timeline").get_attribute("hidden") is None)
+    WebDriverWait(browser, 10).until(
+        lambda d: d.execute_script("return document.getElementById('timeline').naturalWidth") > 0
+    )
+    assert browser.find_element(By.ID, "csv").get_attribute("href").endswith("/timeline.csv")
+    assert browser.execute_script(rows) == 2
+    assert not browser.find_element(By.ID, "annotated").is_displayed()  # the photo's result is gone
+    browser.execute_script("document.getElementById('upload').scrollIntoView()")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "web_upload.png"))
