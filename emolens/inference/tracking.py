@@ -10,19 +10,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from emolens.inference.detectors import iou_matrix
 from emolens.inference.results import FaceResult
 
 #: Default smoothing for video and live streams (still images are never smoothed).
 DEFAULT_SMOOTHING = 0.6
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection-over-union of N×4 and M×4 (x1, y1, x2, y2) boxes."""
-    a, b = a[:, None, :].astype(np.float64), b[None, :, :].astype(np.float64)
-    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), axis=-1)
-    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
-    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
-    return inter / (area_a + area_b - inter + 1e-9)
 
 
 @dataclass

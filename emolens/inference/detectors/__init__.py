@@ -72,3 +72,16 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int) ->
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
     return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection-over-union of N×4 and M×4 (x1, y1, x2, y2) boxes."""
+    a, b = a[:, None, :].astype(np.float64), b[None, :, :].astype(np.float64)
+    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), axis=-1)
+    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
+    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
+    return inter / (area_a + area_b - inter + 1e-9)
+
+
+def box_iou(a: np.ndarray | tuple, b: np.ndarray | tuple) -> float:
+    return float(iou_matrix(np.asarray(a)[None], np.asarray(b)[None])[0, 0])

@@ -1,0 +1,272 @@
+"""Videos and cameras: per-frame recognition with tracking, timelines, summaries, plots, annotated video.
+
+A video file is analysed frame by frame (none dropped). A camera or network stream is read by a
+background thread that keeps only the newest frame, so a slow consumer drops frames instead of
+falling behind. Detection may run every k-th frame; in between, the previous boxes are carried
+and re-classified, and the tracker keeps the ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emolens.inference.annotate import annotate
+from emolens.inference.detectors import Detection
+from emolens.inference.errors import InputError
+from emolens.inference.outputs import atomic_path, write_text
+from emolens.inference.recognizer import Recognizer
+from emolens.inference.results import FaceResult, VideoResult
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+FALLBACK_FPS = 30.0
+
+Source = str | int | Path
+
+
+def is_camera(source: Source) -> bool:
+    return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+
+
+def is_realtime(source: Source) -> bool:
+    """Cameras and network streams run in real time (frames are dropped); files do not."""
+    return is_camera(source) or (isinstance(source, str) and "://" in source)
+
+
+def open_capture(source: Source) -> cv2.VideoCapture:
+    """Open a camera index, a video file or a stream URL; InputError when it cannot be read."""
+    if is_camera(source):
+        cap = cv2.VideoCapture(int(source))
+        if not cap.isOpened():
+            raise InputError(f"camera {source}: cannot be opened (no such camera, or it is in use)")
+        return cap
+    if not is_realtime(source) and not Path(source).is_file():
+        raise InputError(f"{source}: no such video file")
+    cap = cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        raise InputError(f"{source}: not a readable video (expected a file such as .mp4/.avi or a stream URL)")
+    return cap
+
+
+class LatestFrameReader:
+    """Reads a live capture on a thread; :meth:`read` returns the newest frame, waiting for a new one."""
+
+    def __init__(self, cap: cv2.VideoCapture):
+        self.cap = cap
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._index = -1
+        self._taken = -1
+        self._done = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ok, frame = self.cap.read()
+            with self._cond:
+                if not ok or self._done:
+                    self._done = True
+                    self._cond.notify_all()
+                    return
+                self._frame, self._index = frame, self._index + 1
+                self._cond.notify_all()
+
+    def read(self) -> tuple[int, np.ndarray] | None:
+        """(frame number, BGR frame) of the newest unseen frame, or None when the stream ended."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._done or self._index > self._taken)
+            if self._index <= self._taken:
+                return None
+            self._taken = self._index
+            return self._index, self._frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._done = True
+        self._thread.join(timeout=2)
+
+
+def iter_frames(cap: cv2.VideoCapture, realtime: bool, fps: float) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame number, time in seconds, BGR frame); live sources skip frames the consumer missed."""
+    if not realtime:
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield index, index / fps, frame
+            index += 1
+    reader = LatestFrameReader(cap)
+    start = time.perf_counter()
+    try:
+        while (item := reader.read()) is not None:
+            yield item[0], time.perf_counter() - start, item[1]
+    finally:
+        reader.close()
+
+
+class StreamAnalyzer:
+    """Per-frame recognition for one stream: detection every ``detect_every`` frames, tracking, smoothing."""
+
+    def __init__(self, recognizer: Recognizer, detect_every: int = 1):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
+        self.recognizer = recognizer
+        self.detect_every = detect_every
+        self.tracker = recognizer.tracker()
+        self._count = 0
+        self._last: list[FaceResult] = []
+
+    def process(self, frame_bgr: np.ndarray) -> list[FaceResult]:
+        """Faces in one BGR frame, with stable ``face_id`` and smoothed probabilities."""
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        if self._count % self.detect_every == 0:
+            detections = self.recognizer.detect(rgb)
+        else:
+            detections = [Detection(f.box, f.score) for f in self._last]
+        self._count += 1
+        self._last = self.tracker.update(self.recognizer.classify(rgb, detections))
+        return self._last
+
+
+class FpsMeter:
+    """Frames per second of the processing loop, exponentially smoothed."""
+
+    def __init__(self, smoothing: float = 0.9):
+        self.smoothing = smoothing
+        self.fps: float | None = None
+        self._last: float | None = None
+
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        if self._last is not None and now > self._last:
+            rate = 1.0 / (now - self._last)
+            self.fps = rate if self.fps is None else self.smoothing * self.fps + (1 - self.smoothing) * rate
+        self._last = now
+        return self.fps
+
+
+FrameCallback = Callable[[np.ndarray, list[FaceResult], int], bool]
+
+
+def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Path | None = None,
+                  detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
+                  bars: bool = True, on_frame: FrameCallback | None = None) -> VideoResult:
+    """Analyse a video file, camera index or stream URL.
+
+    ``annotate_to``: write the annotated video there (mp4v). ``on_frame(annotated_bgr, faces,
+    frame_number)`` is called for every processed frame and may return False to stop (live window).
+    A source without a single readable frame raises InputError; a video without faces gives an
+    empty timeline.
+    """
+    cap = open_capture(source)
+    realtime = is_realtime(source)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and 1.0 <= fps <= 240.0 else FALLBACK_FPS
+        analyzer = StreamAnalyzer(recognizer, detect_every)
+        meter = FpsMeter()
+        result: VideoResult | None = None
+        writer: cv2.VideoWriter | None = None
+        name = f"camera {source}" if is_camera(source) else str(source)
+        with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp:
+            try:
+                for processed, (index, time_s, frame) in enumerate(iter_frames(cap, realtime, fps)):
+                    if result is None:
+                        h, w = frame.shape[:2]
+                        result = VideoResult(name, w, h, fps, recognizer.classes)
+                        if tmp is not None:
+                            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                            if not writer.isOpened():
+                                raise OSError(f"cannot write video {annotate_to}")
+                    faces = analyzer.process(frame)
+                    result.add_frame(index, time_s, faces)
+                    if writer is not None or on_frame is not None:
+                        shown = annotate(frame, faces, fps=meter.tick(), bars=bars)
+                        if writer is not None:
+                            writer.write(shown)
+                        if on_frame is not None and on_frame(shown, faces, index) is False:
+                            break
+                    if (max_frames is not None and processed + 1 >= max_frames) or \
+                            (max_seconds is not None and time_s >= max_seconds):
+                        break
+            except KeyboardInterrupt:
+                if not realtime:
+                    raise  # a live stream stops on Ctrl-C and keeps what it recorded
+            finally:
+                if writer is not None:
+                    writer.release()
+            if result is None:
+                raise InputError(f"{name}: no frame could be read (empty or broken video)")
+        return result
+    finally:
+        cap.release()
+
+
+def plot_timeline(result: VideoResult, path: str | Path) -> Path:
+    """One panel per face: each class's probability over time (PNG, matplotlib Agg)."""
+    from matplotlib.figure import Figure
+
+    from emolens.inference.annotate import COLORS
+
+    face_ids = [s["face_id"] for s in result.summary()] or [None]
+    fig = Figure(figsize=(9, 2.2 * len(face_ids) + 0.6), layout="constrained")
+    axes = fig.subplots(len(face_ids), 1, squeeze=False)[:, 0]
+    for ax, face_id in zip(axes, face_ids):
+        rows = [r for r in result.timeline if r["face_id"] == face_id]
+        t = [r["time_s"] for r in rows]
+        for c in result.classes:
+            b, g, r_ = COLORS.get(c, (128, 128, 128))
+            ax.plot(t, [r[f"p_{c}"] for r in rows], label=c, color=(r_ / 255, g / 255, b / 255), lw=1.4)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(0, max(result.duration_s, 1e-3))
+        ax.set_ylabel("probability")
+        ax.set_title(f"face #{face_id}" if rows else "no face found", fontsize=10)
+    axes[-1].set_xlabel("time (s)")
+    axes[0].legend(loc="upper right", ncol=min(4, len(result.classes)), fontsize=8)
+    fig.suptitle(Path(result.source).name if not result.source.startswith("camera") else result.source)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)
+
+
+def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """CSV text for flat dict rows (columns: the given ones, else those of all rows in first-seen order)."""
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def timeline_columns(classes: tuple[str, ...]) -> list[str]:
+    return ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence",
+            *(f"p_{c}" for c in classes)]
+
+
+def write_video_outputs(result: VideoResult, out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Write ``<stem>.timeline.csv``, ``<stem>.json`` (summary and timeline), ``<stem>.summary.csv``
+    and ``<stem>.timeline.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    summary_rows = [{"face_id": s["face_id"], "frames": s["frames"], "first_s": s["first_s"], "last_s": s["last_s"],
+                     "dominant": s["dominant"], **{f"share_{c}": v for c, v in s["share"].items()}}
+                    for s in result.summary()]
+    summary_cols = ["face_id", "frames", "first_s", "last_s", "dominant", *(f"share_{c}" for c in result.classes)]
+    paths = {
+        "timeline_csv": write_text(out / f"{stem}.timeline.csv", rows_to_csv(result.timeline, timeline_columns(result.classes))),
+        "json": write_text(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1)),
+        "summary_csv": write_text(out / f"{stem}.summary.csv", rows_to_csv(summary_rows, summary_cols)),
+        "plot": plot_timeline(result, out / f"{stem}.timeline.png"),
+    }
+    return paths
