@@ -31,6 +31,12 @@ from fastapi.staticfiles import StaticFiles
 import emolens
 from emolens.apps.web.stream import POLICY_VIOLATION, TRY_AGAIN_LATER, StreamSession, same_origin, serve_stream
 from emolens.apps.web.uploads import BodyLimit, decode_image, keep_upload, looks_like_image
+from emolens.inference.annotate import annotate as draw_faces
+from emolens.inference.classifier import list_bundled_models
+from emolens.inference.detectors import list_detectors
+from emolens.inference.errors import InputError
+from emolens.inference.recognizer import Recognizer
+from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
@@ -91,12 +97,8 @@ class ArtifactStore:
             del self._items[key]
 
 
-def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastAPI:
+def create_app(recognizer: Recognizer | None = None, settings: Settings = Settings()) -> FastAPI:
     """Build the app around ``recognizer`` (default: a ``Recognizer`` from ``settings``)."""
-    from emolens.inference.classifier import list_bundled_models
-    from emolens.inference.detectors import list_detectors
-    from emolens.inference.recognizer import Recognizer
-
     if recognizer is None:
         recognizer = Recognizer(model=settings.model, detector=settings.detector)
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer")
@@ -116,8 +118,6 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.recognizer = recognizer
-    app.state.settings = settings
 
     async def infer(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
@@ -151,7 +151,7 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
         return await infer(_analyze_upload, recognizer, settings, data, file.filename or "upload", annotate)
 
     @app.post("/api/v1/analyze-video", tags=["recognition"])
-    async def analyze_video(file: UploadFile = File(..., description="a video (MP4, AVI, MOV, MKV, WebM)"),
+    async def analyze_video_upload(file: UploadFile = File(..., description="a video (MP4, AVI, MOV, MKV, WebM)"),
                             ) -> dict[str, Any]:
         """Every frame of a video (up to ``max_video_seconds``), with tracked face ids.
 
@@ -197,12 +197,9 @@ def create_app(recognizer: Any = None, settings: Settings = Settings()) -> FastA
     return app
 
 
-def _analyze_video_upload(recognizer: Any, settings: Settings, upload: BinaryIO,
+def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: BinaryIO,
                           name: str) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
     """Analyze an uploaded video via a temp file (removed on return); returns the JSON and files."""
-    from emolens.inference.errors import InputError
-    from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
-
     head = upload.read(64 * 1024)
     upload.seek(0)
     if looks_like_image(head):
@@ -227,17 +224,16 @@ def _analyze_video_upload(recognizer: Any, settings: Settings, upload: BinaryIO,
     return result.to_dict(), files
 
 
-def _analyze_upload(recognizer: Any, settings: Settings, data: bytes, source: str,
+def _analyze_upload(recognizer: Recognizer, settings: Settings, data: bytes, source: str,
                     annotate: bool) -> dict[str, Any]:
-    from emolens.inference.annotate import annotate as draw
-
+    """Decode, check and analyze an uploaded image (optionally drawing the results on it)."""
     rgb, fmt = decode_image(data, settings.max_pixels, source)
     keep_upload(settings.keep_uploads, data, fmt)
     result = recognizer.analyze(rgb, color="rgb")
     result.source = source
     reply = result.to_dict()
     if annotate:
-        bgr = draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces)
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        bgr = draw_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces)
+        _, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
         reply["annotated_jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
     return reply

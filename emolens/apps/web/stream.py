@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 
 from emolens.apps.web.uploads import decode_image
+from emolens.inference.recognizer import Recognizer
+from emolens.inference.tracking import FaceTracker
 
 #: Close code for "server busy, try again later" (RFC 6455 registry).
 TRY_AGAIN_LATER = 1013
@@ -33,7 +35,7 @@ def same_origin(websocket: WebSocket) -> bool:
 class StreamSession:
     """One connection's state: the recognizer it shares, its own tracker, a frame counter."""
 
-    def __init__(self, recognizer: Any, tracker: Any, max_pixels: int, max_bytes: int) -> None:
+    def __init__(self, recognizer: Recognizer, tracker: FaceTracker, max_pixels: int, max_bytes: int) -> None:
         self.recognizer = recognizer
         self.tracker = tracker
         self.max_pixels = max_pixels
