@@ -28,7 +28,10 @@ def serve(
     from emolens.apps.web.server import Settings, create_app
 
     settings = Settings(model=model, detector=detector, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads)
-    app = create_app(settings=settings)
+    try:
+        app = create_app(settings=settings)
+    except (FileNotFoundError, ValueError) as exc:  # unknown model or detector
+        raise typer.BadParameter(str(exc)) from None
     typer.echo(f"emolens: open http://{host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
     uvicorn.run(app, host=host, port=port, ws_max_size=int(settings.max_frame_mb * 2**20) + 1024,
                 log_level="info")
