@@ -42,7 +42,8 @@ class PilImages(torch.utils.data.Dataset):
             image = im.convert("L")
         shift = SHIFT * SIZE
         image = image.rotate(
-            random.uniform(-ROTATION, ROTATION), Image.Resampling.BILINEAR,
+            random.uniform(-ROTATION, ROTATION),
+            Image.Resampling.BILINEAR,
             translate=(random.uniform(-shift, shift), random.uniform(-shift, shift)),
         )
         side = round(SIZE * random.uniform(*ZOOM))
@@ -94,7 +95,10 @@ def main() -> None:
     ours = batches_per_second(ArrayLoader(images, labels, args.batch_size, augment=augment), args.batches, args.repeats)
 
     pil = torch.utils.data.DataLoader(
-        PilImages(split), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+        PilImages(split),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
         persistent_workers=args.workers > 0,
     )
     baseline = batches_per_second(pil, args.batches, args.repeats)

@@ -41,8 +41,11 @@ def test_check_json_reports_corrupt_and_duplicates(fer_small: Path, tmp_path: Pa
     assert train["duplicate_files"] == 1 and val["duplicate_files"] == 0
     assert train["sizes"] == {"48x48": 9} and train["modes"] == {"L": 9}
     assert report["cross_split_duplicates"] == [
-        {"files": [str(happy[1]), str(root / "validation" / "happy" / "leaked.jpg")], "splits": ["train", "val"],
-         "classes": ["happy", "happy"]}
+        {
+            "files": [str(happy[1]), str(root / "validation" / "happy" / "leaked.jpg")],
+            "splits": ["train", "val"],
+            "classes": ["happy", "happy"],
+        }
     ]
     assert report["cross_split_files"] == {"train": 1, "val": 1}
     assert report["duplicates_total"] == {"groups": 2, "extra_files": 2}

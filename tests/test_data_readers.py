@@ -109,8 +109,12 @@ def _write_csv(fer_small: Path, path: Path) -> list[tuple[str, np.ndarray]]:
     """A fer2013.csv with two rows per usage, plus one row with a wrong pixel count (row 4)."""
     rows, expected = [], []
     for usage, folder, cls in [
-        ("Training", "train", "happy"), ("Training", "train", "neutral"), ("PublicTest", "validation", "angry"),
-        ("Training", "train", "sad"), ("PrivateTest", "validation", "surprise"), ("PublicTest", "validation", "fear"),
+        ("Training", "train", "happy"),
+        ("Training", "train", "neutral"),
+        ("PublicTest", "validation", "angry"),
+        ("Training", "train", "sad"),
+        ("PrivateTest", "validation", "surprise"),
+        ("PublicTest", "validation", "fear"),
     ]:
         image = read_image(sorted((fer_small / folder / cls).iterdir())[0])[:, :, 0]
         emotion = FER2013_CSV_LABELS.index({"angry": "anger"}.get(cls, cls))
@@ -138,7 +142,9 @@ def test_fer2013_csv(fer_small: Path, tmp_path: Path) -> None:
 def test_fer2013_csv_bad_header(tmp_path: Path) -> None:
     path = tmp_path / "fer2013.csv"
     path.write_text("label,image\n0,1 2 3\n")
-    with pytest.raises(DatasetError, match=r"fer2013.csv: malformed header label,image; expected columns emotion,pixels,Usage"):
+    with pytest.raises(
+        DatasetError, match=r"fer2013.csv: malformed header label,image; expected columns emotion,pixels,Usage"
+    ):
         load_dataset(path)
 
 
@@ -147,7 +153,9 @@ def test_class_folders_stratified_split(fer_small: Path, tmp_path: Path) -> None
     ds = load_dataset(root, seed=3)
     assert ds.format == "class-folders" and ds.classes == FER_CLASSES
     assert {n: s.counts() for n, s in ds.splits.items()} == {
-        "train": dict.fromkeys(FER_CLASSES, 16), "val": dict.fromkeys(FER_CLASSES, 2), "test": dict.fromkeys(FER_CLASSES, 2)
+        "train": dict.fromkeys(FER_CLASSES, 16),
+        "val": dict.fromkeys(FER_CLASSES, 2),
+        "test": dict.fromkeys(FER_CLASSES, 2),
     }
     files = {n: {str(p) for p in s.paths} for n, s in ds.splits.items()}
     assert not (files["train"] & files["val"]) and not (files["train"] & files["test"])

@@ -75,7 +75,9 @@ class BatchAugment(torch.nn.Module):
         rows = (oy + torch.arange(h, device=x.device))[:, :, None]
         cols = (ox + torch.arange(w, device=x.device))[:, None, :]
         # Advanced indexing puts the index dims first: N×H×W×C, back to N×C×H×W.
-        return padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+        return padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(
+            0, 3, 1, 2
+        )
 
     def _erase(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
@@ -89,8 +91,10 @@ class BatchAugment(torch.nn.Module):
         ys = torch.arange(h, device=dev)[None, :, None]
         xs = torch.arange(w, device=dev)[None, None, :]
         inside = (
-            (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
-            & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+            (ys >= y0[:, None, None])
+            & (ys < (y0 + eh)[:, None, None])
+            & (xs >= x0[:, None, None])
+            & (xs < (x0 + ew)[:, None, None])
         )
         apply = (torch.rand(n, device=dev) < self.erasing)[:, None, None]
         return x.masked_fill((inside & apply)[:, None], 0.0)

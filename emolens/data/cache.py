@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emolens.data.datasets import DatasetError, DatasetWarning, Split
@@ -49,7 +50,8 @@ def load_arrays(
     if len(skipped):
         warnings.warn(
             f"split {split.name!r}: skipped {len(skipped)} unreadable image(s): "
-            + "; ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""),
+            + "; ".join(skipped[:5])
+            + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""),
             DatasetWarning,
             stacklevel=2,
         )
@@ -74,7 +76,10 @@ def _decode(split: Split, size: int, channels: int, workers: int) -> tuple[np.nd
 
     skipped: list[str] = []
     columns = (TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress, ThreadPoolExecutor(max(1, workers)) as pool:
+    with (
+        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+    ):
         task = progress.add_task(split.name, total=n)
         for done, errors in pool.map(decode_chunk, range(0, n, _CHUNK)):
             skipped += errors

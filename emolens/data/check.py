@@ -86,8 +86,14 @@ def check_dataset(path: str | Path, format: str = "auto", workers: int = 2) -> C
 def _inspect_split(split: Split, workers: int) -> list[_Item]:
     if isinstance(split, ArraySplit):
         return [
-            _Item(split.describe(i), split.classes[split.labels[i]], _digest(split.pixels[i].tobytes()),
-                  f"{split.pixels.shape[2]}x{split.pixels.shape[1]}", "L", None)
+            _Item(
+                split.describe(i),
+                split.classes[split.labels[i]],
+                _digest(split.pixels[i].tobytes()),
+                f"{split.pixels.shape[2]}x{split.pixels.shape[1]}",
+                "L",
+                None,
+            )
             for i in range(len(split))
         ]
     assert isinstance(split, FileSplit)
@@ -139,7 +145,11 @@ def _cross_split_duplicates(items_per_split: dict[str, list[_Item]]) -> list[dic
             if it.digest:
                 by_digest[it.digest].append((name, it))
     return [
-        {"files": [it.name for _, it in group], "splits": [s for s, _ in group], "classes": [it.label for _, it in group]}
+        {
+            "files": [it.name for _, it in group],
+            "splits": [s for s, _ in group],
+            "classes": [it.label for _, it in group],
+        }
         for group in by_digest.values()
         if len({s for s, _ in group}) > 1
     ]

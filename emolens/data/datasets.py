@@ -17,7 +17,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import warnings
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,9 +34,14 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 _SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
-    "test": "test", "privatetest": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "publictest": "val",
+    "test": "test",
+    "privatetest": "test",
     "eval": "eval",
 }
 _CSV_SIDE = 48  # fer2013.csv rows are 48×48 grayscale
@@ -84,7 +90,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class Split:
+class Split(ABC):
     """One split of a dataset: ``labels[i]`` indexes ``classes``; :meth:`read` decodes sample i."""
 
     name: str
@@ -94,31 +100,33 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @abstractmethod
     def read(self, i: int) -> np.ndarray:
         """Sample i as uint8 RGB H×W×3 or gray H×W×1 (a YOLO box already cropped)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self, i: int) -> str:
         """Where sample i comes from, for messages."""
-        raise NotImplementedError
 
-    def fingerprint(self) -> str:
-        """Hash of everything that determines the decoded samples (files, sizes, mtimes, labels)."""
-        raise NotImplementedError
-
+    @abstractmethod
     def take(self, indices: np.ndarray, classes: list[str], labels: np.ndarray) -> Split:
         """A split of the samples at ``indices``, relabelled with ``labels`` over ``classes``."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def _sources(self) -> Iterator[bytes]:
+        """What the samples are decoded from (file names, sizes, mtimes, boxes, ...), for the fingerprint."""
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the decoded samples and their labels."""
+        h = hashlib.sha256(repr((type(self).__name__, self.name, self.classes)).encode())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        for chunk in self._sources():
+            h.update(chunk)
+        return h.hexdigest()
 
     def counts(self) -> dict[str, int]:
         """Number of samples per class, in class order."""
         return dict(zip(self.classes, np.bincount(self.labels, minlength=len(self.classes)).tolist()))
-
-    def _hash_base(self) -> hashlib._Hash:
-        h = hashlib.sha256()
-        h.update(repr((type(self).__name__, self.name, self.classes)).encode())
-        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        return h
 
 
 @dataclass(eq=False)
@@ -144,15 +152,12 @@ class FileSplit(Split):
     def describe(self, i: int) -> str:
         return str(self.paths[i])
 
-    def fingerprint(self) -> str:
-        h = self._hash_base()
-        h.update(repr(self.box_margin).encode())
+    def _sources(self) -> Iterator[bytes]:
+        yield repr(self.box_margin).encode()
         if self.boxes is not None:
-            h.update(np.ascontiguousarray(self.boxes, dtype=np.float32).tobytes())
+            yield np.ascontiguousarray(self.boxes, dtype=np.float32).tobytes()
         for p in self.paths:
-            st = p.stat()
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+            yield _file_signature(p)
 
     def take(self, indices: np.ndarray, classes: list[str], labels: np.ndarray) -> FileSplit:
         return replace(
@@ -178,12 +183,9 @@ class ArraySplit(Split):
     def describe(self, i: int) -> str:
         return f"{self.source.name} row {int(self.rows[i])}"
 
-    def fingerprint(self) -> str:
-        h = self._hash_base()
-        st = self.source.stat()
-        h.update(f"{self.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        h.update(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes())
-        return h.hexdigest()
+    def _sources(self) -> Iterator[bytes]:
+        yield _file_signature(self.source)
+        yield np.ascontiguousarray(self.rows, dtype=np.int64).tobytes()
 
     def take(self, indices: np.ndarray, classes: list[str], labels: np.ndarray) -> ArraySplit:
         return replace(self, classes=classes, labels=labels, pixels=self.pixels[indices], rows=self.rows[indices])
@@ -203,9 +205,7 @@ class Dataset:
         """The split called ``name`` (aliases: validation/valid/val/publictest → "val", ...)."""
         key = canonical_split(name) or name
         if key not in self.splits:
-            raise KeyError(
-                f"{self.root}: no split {name!r}; available splits: {', '.join(self.splits) or 'none'}"
-            )
+            raise KeyError(f"{self.root}: no split {name!r}; available splits: {', '.join(self.splits) or 'none'}")
         return self.splits[key]
 
 
@@ -237,7 +237,8 @@ def load_dataset(
     elif fmt == "yolo":
         classes, splits = _read_yolo(path, box_margin, issues)
     else:
-        classes, files = _read_class_folders(path)
+        files = _class_folders(path)
+        classes = sorted(files)
         paths, labels = _flatten(classes, files)
         if fmt == "eval-folder":
             splits = {"eval": FileSplit("eval", classes, labels, paths=paths)}
@@ -263,13 +264,15 @@ def detect_format(path: Path) -> str:
         raise DatasetError(f"{path}: no such folder")
     if (path / "data.yaml").is_file():
         return "yolo"
-    if _csv_candidates(path):
+    if (path / "fer2013.csv").is_file():
         return "fer2013-csv"
     if _split_folders(path):
         return "split-folders"
     subdirs = _subdirs(path)
     if any(canonical_or_none(d.name) for d in subdirs):
         return "class-folders"
+    if _csv_candidates(path):
+        return "fer2013-csv"
     found = ", ".join(d.name for d in subdirs[:10]) or "no subfolders"
     raise DatasetError(f"{path}: no known dataset layout (found {found}); expected {_LAYOUTS_HELP}")
 
@@ -349,15 +352,12 @@ def _flatten(classes: list[str], files: dict[str, list[Path]]) -> tuple[list[Pat
     return paths, labels
 
 
-def _read_class_folders(path: Path) -> tuple[list[str], dict[str, list[Path]]]:
-    files = _class_folders(path)
-    return sorted(files), files
-
-
 def _read_split_folders(path: Path) -> tuple[list[str], dict[str, Split]]:
     folders = _split_folders(path)
     if not folders:
-        raise DatasetError(f"{path}: no split folders; expected train/, validation|val|valid/ or test/ (optionally under images/)")
+        raise DatasetError(
+            f"{path}: no split folders; expected train/, validation|val|valid/ or test/ (optionally under images/)"
+        )
     per_split = {name: _class_folders(folders[name]) for name in SPLITS if name in folders}
     classes = sorted({c for files in per_split.values() for c in files})
     splits: dict[str, Split] = {}
@@ -428,7 +428,12 @@ def _read_csv(path: Path, issues: list[str]) -> tuple[list[str], dict[str, Split
     for name in (s for s in SPLITS if s in per_split):
         pixels, labels, rows = per_split[name]
         splits[name] = ArraySplit(
-            name, classes, np.asarray(labels, np.int64), pixels=np.stack(pixels), rows=np.asarray(rows, np.int64), source=path
+            name,
+            classes,
+            np.asarray(labels, np.int64),
+            pixels=np.stack(pixels),
+            rows=np.asarray(rows, np.int64),
+            source=path,
         )
     return classes, splits
 
@@ -449,21 +454,26 @@ def _read_yolo(path: Path, box_margin: float, issues: list[str]) -> tuple[list[s
     for n in names:
         c = canonical_or_none(str(n))
         if c is None or c in classes:
-            raise DatasetError(f"{yaml_path}: class name {n!r} is not an emotion or is repeated; expected distinct emotion names")
+            raise DatasetError(
+                f"{yaml_path}: class name {n!r} is not an emotion or is repeated; expected distinct emotion names"
+            )
         classes.append(c)
     base = root / spec.get("path", ".")
     images_dirs = {}
     for key in ("train", "val", "test"):
         if isinstance(spec.get(key), str):
             rel = spec[key]
-            found = next((p for p in (base / rel, root / rel.lstrip("./")) if p.is_dir()), None)
+            # Roboflow exports write "../train/images" although the folders sit beside data.yaml.
+            found = next((p for p in (base / rel, root / rel.removeprefix("../")) if p.is_dir()), None)
             if found is None:
                 raise DatasetError(f"{yaml_path}: {key} images folder {rel!r} not found under {base}")
             images_dirs[key] = found
     if not images_dirs:  # no paths in the yaml: look for <split>/images folders
         images_dirs = {n: d / "images" for n, d in _split_folders(root).items() if (d / "images").is_dir()}
     if not images_dirs:
-        raise DatasetError(f"{yaml_path}: no split folders; expected train/images and valid/images (or train:/val: in the yaml)")
+        raise DatasetError(
+            f"{yaml_path}: no split folders; expected train/images and valid/images (or train:/val: in the yaml)"
+        )
     splits = {name: _yolo_split(name, classes, d, box_margin, issues) for name, d in images_dirs.items()}
     return classes, splits
 
@@ -474,10 +484,12 @@ def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: flo
     label_files = {p.stem: p for p in labels_dir.glob("*.txt")} if labels_dir.is_dir() else {}
     orphans = sorted(label_files.keys() - images.keys())
     if orphans:
-        _warn(issues, f"{labels_dir}: {len(orphans)} label file(s) without an image: {_first([f'{s}.txt' for s in orphans])}")
+        names = _first([label_files[s].name for s in orphans])
+        _warn(issues, f"{labels_dir}: {len(orphans)} label file(s) without an image: {names}")
     unlabelled = sorted(images.keys() - label_files.keys())
     if unlabelled:
-        _warn(issues, f"{images_dir}: {len(unlabelled)} image(s) without a label file, skipped: {_first([images[s].name for s in unlabelled])}")
+        names = _first([images[s].name for s in unlabelled])
+        _warn(issues, f"{images_dir}: {len(unlabelled)} image(s) without a label file, skipped: {names}")
     paths: list[Path] = []
     labels: list[int] = []
     boxes: list[list[float]] = []
@@ -503,8 +515,12 @@ def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: flo
     if empty:
         _warn(issues, f"{labels_dir}: {len(empty)} empty label file(s) (no face box), skipped: {_first(empty)}")
     return FileSplit(
-        name, classes, np.asarray(labels, np.int64), paths=paths,
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4), box_margin=box_margin,
+        name,
+        classes,
+        np.asarray(labels, np.int64),
+        paths=paths,
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        box_margin=box_margin,
     )
 
 
@@ -519,6 +535,11 @@ def _apply_selection(
         keep = np.flatnonzero(relabelled >= 0)
         out[name] = split.take(keep, new_classes, relabelled[keep])
     return new_classes, out
+
+
+def _file_signature(path: Path) -> bytes:
+    st = path.stat()
+    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
 
 
 def _first(items: list[str], n: int = 5) -> str:

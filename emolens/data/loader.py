@@ -95,7 +95,7 @@ class ArrayLoader(_BatchLoader):
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
             raise ValueError(
-                f"expected uint8 N×H×W×C images and N labels, got {images.dtype} {images.shape} and {len(labels)} labels"
+                f"expected uint8 N×H×W×C images and as many labels, got {images.dtype} {images.shape}, {len(labels)} labels"
             )
         super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size)
         self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
@@ -180,6 +180,8 @@ class StreamingLoader(_BatchLoader):
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for images, labels, errors in self._data:
             if errors:
-                warnings.warn(f"skipped {len(errors)} unreadable image(s): {'; '.join(errors)}", DatasetWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipped {len(errors)} unreadable image(s): {'; '.join(errors)}", DatasetWarning, stacklevel=2
+                )
             if len(labels):
                 yield self._finish(images, labels)

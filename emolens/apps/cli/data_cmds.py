@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
 @data_app.command("check")
 def check(
     path: Annotated[Path, typer.Argument(help="dataset folder, fer2013.csv or YOLO data.yaml")],
-    format: Annotated[str, typer.Option("--format", "-f", help="auto, split-folders, fer2013-csv, yolo, class-folders, eval-folder")] = "auto",
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="auto, split-folders, fer2013-csv, yolo, class-folders, eval-folder")
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="write a class-distribution bar chart PNG")] = None,
     workers: Annotated[int, typer.Option(help="reader threads")] = 2,
@@ -64,17 +66,26 @@ def _print_report(report: CheckReport, console: Console) -> None:
         summary.add_column(col)
     for name, s in report.splits.items():
         summary.add_row(
-            name, str(len(s.unreadable)), str(len(s.duplicate_groups)), str(s.duplicate_files),
-            _top(s.sizes), _top(s.modes),
+            name,
+            str(len(s.unreadable)),
+            str(len(s.duplicate_groups)),
+            str(s.duplicate_files),
+            _top(s.sizes),
+            _top(s.modes),
         )
     console.print(summary)
 
     total = report.duplicates_total
-    console.print(f"exact duplicates over all splits: {total['groups']} groups, {total['extra_files']} extra copies", highlight=False)
+    console.print(
+        f"exact duplicates over all splits: {total['groups']} groups, {total['extra_files']} extra copies",
+        highlight=False,
+    )
     cross = report.cross_split_duplicates
     involved = ", ".join(f"{name} {n}" for name, n in report.cross_split_files().items())
     style = "yellow" if cross else "green"
-    console.print(f"[{style}]cross-split duplicates (leakage): {len(cross)} groups; files involved: {involved}", highlight=False)
+    console.print(
+        f"[{style}]cross-split duplicates (leakage): {len(cross)} groups; files involved: {involved}", highlight=False
+    )
     for g in cross[:5]:
         where = ", ".join(f"{n}×{s}" for s, n in Counter(g["splits"]).items())
         console.print(f"  {g['files'][0]} ({where}; classes {', '.join(sorted(set(g['classes'])))})", highlight=False)
