@@ -64,3 +64,19 @@ def test_check_bad_path_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "check", str(tmp_path)])
     assert result.exit_code == 2
     assert "no known dataset layout" in result.output
+
+
+def test_check_fer2013_csv(tmp_path: Path) -> None:
+    pixels = " ".join(str(v % 256) for v in range(48 * 48))
+    rows = [f"3,{pixels},Training", f"3,{pixels},PublicTest", f"0,{' '.join(['7'] * 2304)},Training", "2,1 2,Training"]
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "fer2013.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["format"] == "fer2013-csv"
+    assert report["splits"]["train"]["classes"]["happy"] == 1 and report["splits"]["train"]["images"] == 2
+    assert report["splits"]["train"]["sizes"] == {"48x48": 2} and report["splits"]["val"]["modes"] == {"L": 1}
+    assert report["cross_split_duplicates"] == [
+        {"files": ["fer2013.csv row 1", "fer2013.csv row 2"], "splits": ["train", "val"], "classes": ["happy", "happy"]}
+    ]
+    assert len(report["warnings"]) == 1 and "row 4 (2 pixel values" in report["warnings"][0]

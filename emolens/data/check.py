@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from emolens.data.datasets import ArraySplit, FileSplit, Split, load_dataset
+from emolens.data.datasets import ArraySplit, DatasetWarning, FileSplit, Split, load_dataset
 
 
 @dataclass
@@ -29,6 +30,8 @@ class _Item:
 
 @dataclass
 class SplitReport:
+    """What the check found in one split (``images`` counts samples; YOLO: face boxes)."""
+
     images: int
     classes: dict[str, int]
     sizes: dict[str, int]
@@ -44,6 +47,8 @@ class SplitReport:
 
 @dataclass
 class CheckReport:
+    """The whole check: per-split reports, duplicates across splits, and the reader's warnings."""
+
     root: str
     format: str
     classes: list[str]
@@ -68,8 +73,10 @@ class CheckReport:
 
 
 def check_dataset(path: str | Path, format: str = "auto", workers: int = 2) -> CheckReport:
-    """Inspect every image of every split of a dataset; problems are reported, never raised."""
-    dataset = load_dataset(path, format=format)
+    """Inspect every image of every split; file problems are reported (a path in no layout raises DatasetError)."""
+    with warnings.catch_warnings():  # the reader's warnings are part of the report
+        warnings.simplefilter("ignore", DatasetWarning)
+        dataset = load_dataset(path, format=format)
     items_per_split = {name: _inspect_split(split, workers) for name, split in dataset.splits.items()}
     splits = {name: _split_report(split, items_per_split[name]) for name, split in dataset.splits.items()}
     return CheckReport(
