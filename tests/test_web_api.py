@@ -135,6 +135,20 @@ def test_cross_origin_websocket_is_refused(client: TestClient) -> None:
     assert info.value.code == 1008
 
 
+def test_live_streams_are_capped(recognizer) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with TestClient(create_app(recognizer, Settings(max_streams=1))) as c:
+        with c.websocket_connect("/api/v1/stream"):
+            with pytest.raises(WebSocketDisconnect) as info:
+                with c.websocket_connect("/api/v1/stream") as second:
+                    second.receive_json()
+            assert info.value.code == 1013
+        with c.websocket_connect("/api/v1/stream") as again:  # the slot is free again
+            again.send_bytes(b"x")
+            assert "error" in again.receive_json()
+
+
 def test_page_is_self_contained(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
