@@ -1,9 +1,240 @@
-"""CLI commands (placeholder module: filled in by its issue)."""
+"""``emolens analyze`` (images, folders, videos) and ``emolens live`` (camera, file, stream URL)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+MODEL_HELP = "bundled model name (default → fer2013) or path to an exported .onnx model"
+DETECTOR_HELP = "face detector: default (blazeface), blazeface, blazeface-short or haar"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``emolens`` app."""
+    app.command("analyze")(analyze)
+    app.command("live")(live)
+
+
+def analyze(
+    inputs: list[Path] = typer.Argument(..., help="images, video files, or folders of them (searched recursively)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write all results to this JSON file"),
+    csv_out: Path | None = typer.Option(None, "--csv", help="write one row per face (per frame for videos) to this CSV"),
+    annotate_dir: Path | None = typer.Option(None, "--annotate", help="folder for annotated images and videos"),
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
+    smoothing: float = typer.Option(0.6, help="per-face smoothing of video probabilities (0 = off)"),
+    detect_every: int = typer.Option(1, "--detect-every", min=1, help="videos: detect faces every k-th frame"),
+    max_pixels: int = typer.Option(50_000_000, help="refuse images larger than this many pixels"),
+    batch_size: int = typer.Option(64, help="faces classified per batch"),
+) -> None:
+    """Find faces and their emotions in images and videos.
+
+    Each image prints a table; --annotate DIR saves it with boxes, labels and probability bars.
+    Each video also writes <stem>.timeline.csv, <stem>.json (per-face summary + timeline),
+    <stem>.summary.csv and <stem>.timeline.png (and the annotated <stem>.mp4 with --annotate) into
+    the --annotate folder, else the folder of --json, else of --csv. Unreadable inputs are reported
+    and skipped; the exit code is then 1.
+    """
+    from rich.console import Console
+
+    from emolens.inference.errors import InputError
+    from emolens.inference.images import IMAGE_SUFFIXES, describe
+    from emolens.inference.video import VIDEO_SUFFIXES
+
+    console = Console()
+    recognizer = _recognizer(console, model, detector, smoothing, max_pixels)
+    files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    for e in errors:
+        console.print(f"[red]error[/]: {e['error']}")
+    artifact_dir = annotate_dir or (json_out.parent if json_out else None) or (csv_out.parent if csv_out else None)
+    entries: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    stems: set[str] = set()
+    images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
+    for start in range(0, len(images), batch_size):
+        for path, outcome, rgb in _analyze_images(recognizer, images[start:start + batch_size], batch_size):
+            if isinstance(outcome, InputError):
+                errors.append({"source": str(path), "error": str(outcome)})
+                console.print(f"[red]error[/]: {outcome}")
+                continue
+            entries.append({"kind": "image", **outcome.to_dict()})
+            rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
+            _print_image(console, outcome)
+            if annotate_dir:
+                _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+    for path in (f for f in files if f.suffix.lower() in VIDEO_SUFFIXES):
+        stem = _unique(path.stem, stems)
+        try:
+            video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, console)
+        except InputError as e:
+            errors.append({"source": describe(path), "error": str(e)})
+            console.print(f"[red]error[/]: {e}")
+            continue
+        entries.append(video.to_dict())
+        rows += [{"kind": "video", "source": str(path), **r} for r in video.timeline]
+    _write_outputs(json_out, csv_out, entries, rows, errors, recognizer.classes)
+    console.print(f"{len(entries)} analysed, {len(errors)} failed")
+    if errors:
+        raise typer.Exit(1)
+
+
+def live(
+    source: str = typer.Option("0", "--source", "-s", help="camera index, video file or stream URL"),
+    no_window: bool = typer.Option(False, "--no-window", help="headless: write the annotated video and timeline to --out"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output folder (annotated video, timeline, snapshots)"),
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
+    smoothing: float = typer.Option(0.6, help="per-face smoothing of probabilities (0 = off)"),
+    detect_every: int = typer.Option(1, "--detect-every", min=1, help="detect faces every k-th processed frame"),
+    max_seconds: float | None = typer.Option(None, help="stop after this many seconds of video"),
+    max_frames: int | None = typer.Option(None, help="stop after this many processed frames"),
+) -> None:
+    """Live recognition in a window (q quits, s saves a snapshot), or headless with --no-window.
+
+    A camera never falls behind: frames that arrive while one is processed are dropped. A file
+    is processed frame by frame. Headless runs default --out to ./emolens-live.
+    """
+    from rich.console import Console
+
+    from emolens.apps.live import run_live
+    from emolens.inference.errors import InputError
+
+    console = Console()
+    recognizer = _recognizer(console, model, detector, smoothing, 50_000_000)
+    if no_window and out is None:
+        out = Path("emolens-live")
+    try:
+        run = run_live(recognizer, source, out_dir=out, window=not no_window, detect_every=detect_every,
+                       max_frames=max_frames, max_seconds=max_seconds)
+    except InputError as e:
+        console.print(f"[red]error[/]: {e}")
+        raise typer.Exit(2) from e
+    frames = len({r["frame"] for r in run.result.timeline})
+    console.print(f"{run.result.source}: {run.result.frames} frames, {frames} with faces, "
+                  f"{len(run.result.summary())} face(s), {run.processed_fps:.1f} frames/s processed")
+    _print_summary(console, run.result)
+    for kind, path in run.outputs.items():
+        console.print(f"  {kind}: {path}")
+
+
+def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_pixels: int) -> Any:
+    from emolens.inference.recognizer import Recognizer
+
+    try:
+        return Recognizer(model=model, detector=detector, smoothing=smoothing, max_pixels=max_pixels)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error[/]: {e}")
+        raise typer.Exit(2) from e
+
+
+def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files to analyse (folders searched recursively for known suffixes) and missing inputs."""
+    files: list[Path] = []
+    errors = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+        elif p.is_file():
+            files.append(p)
+        else:
+            errors.append({"source": str(p), "error": f"{p}: no such file or folder"})
+    return files, errors
+
+
+def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list[tuple[Path, Any, Any]]:
+    """(path, ImageResult or InputError, RGB array or None) per image; faces of all readable images
+    are classified together."""
+    from emolens.inference.errors import InputError
+    from emolens.inference.images import load_image
+
+    loaded, outcomes = [], {}
+    for p in paths:
+        try:
+            loaded.append((p, load_image(p, max_pixels=recognizer.max_pixels)))
+        except InputError as e:
+            outcomes[p] = e
+    results = recognizer.analyze_batch([a for _, a in loaded], batch_size=batch_size,
+                                       sources=[str(p) for p, _ in loaded])
+    outcomes.update({p: r for (p, _), r in zip(loaded, results)})
+    arrays = dict(loaded)
+    return [(p, outcomes[p], arrays.get(p)) for p in paths]
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name
+
+
+def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
+    import cv2
+
+    from emolens.inference.annotate import annotate
+    from emolens.inference.outputs import atomic_path
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    with atomic_path(out) as tmp:
+        if not cv2.imwrite(str(tmp), annotate(bgr, result.faces, copy=False)):
+            raise OSError(f"cannot write {out}")
+
+
+def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
+                   detect_every: int, console: Any) -> Any:
+    from emolens.inference.video import analyze_video, write_video_outputs
+
+    video = analyze_video(recognizer, path, annotate_to=annotate_dir / f"{stem}.mp4" if annotate_dir else None,
+                          detect_every=detect_every)
+    console.print(f"[bold]{path}[/]: {video.width}x{video.height}, {video.frames} frames, {video.duration_s:.1f} s")
+    _print_summary(console, video)
+    if artifact_dir is not None:
+        for kind, p in write_video_outputs(video, artifact_dir, stem).items():
+            console.print(f"  {kind}: {p}")
+    return video
+
+
+def _print_image(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.source} ({result.width}x{result.height}): {len(result.faces)} face(s)",
+                  title_justify="left")
+    for col in ("#", "box x1,y1,x2,y2", "det.", "emotion", "conf.", "next"):
+        table.add_column(col)
+    for i, f in enumerate(result.faces):
+        ranked = sorted(f.probabilities.items(), key=lambda kv: -kv[1])
+        table.add_row(str(i), ",".join(map(str, f.box)), f"{f.score:.2f}", f.emotion, f"{f.confidence:.0%}",
+                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
+    console.print(table)
+
+
+def _print_summary(console: Any, video: Any) -> None:
+    from rich.table import Table
+
+    summary = video.summary()
+    if not summary:
+        console.print("  no face found")
+        return
+    table = Table("face", "frames", "from-to (s)", "dominant", "share of time")
+    for s in summary:
+        shares = sorted(s["share"].items(), key=lambda kv: -kv[1])
+        table.add_row(str(s["face_id"]), str(s["frames"]), f"{s['first_s']:.1f}-{s['last_s']:.1f}", s["dominant"],
+                      ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0))
+    console.print(table)
+
+
+def _write_outputs(json_out: Path | None, csv_out: Path | None, entries: list[dict], rows: list[dict],
+                   errors: list[dict], classes: tuple[str, ...]) -> None:
+    from emolens.inference.outputs import write_text
+    from emolens.inference.video import rows_to_csv
+
+    if json_out:
+        write_text(json_out, json.dumps({"results": entries, "errors": errors}, indent=1))
+    if csv_out:
+        columns = ["source", "kind", "frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "emotion",
+                   "confidence", *(f"p_{c}" for c in classes)]
+        write_text(csv_out, rows_to_csv(rows, columns))

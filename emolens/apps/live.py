@@ -1,0 +1,97 @@
+"""``emolens live``: recognition on a camera, a video file or a stream URL.
+
+With a window: boxes, labels, probability bars and FPS on screen; ``q`` (or Esc) quits, ``s``
+saves a snapshot. With ``window=False`` (headless) the annotated video and the timeline are
+written to ``out_dir`` instead. A camera is read on its own thread and only the newest frame is
+processed, so the loop never falls behind the camera; a file is processed frame by frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emolens.inference.errors import InputError
+from emolens.inference.outputs import atomic_path
+from emolens.inference.recognizer import Recognizer
+from emolens.inference.results import FaceResult, VideoResult
+from emolens.inference.video import analyze_video, is_camera, write_video_outputs
+
+WINDOW = "emolens live (q quits, s saves a snapshot)"
+
+
+@dataclass
+class LiveRun:
+    """What a live session produced."""
+
+    result: VideoResult
+    outputs: dict[str, Path]
+    wall_s: float
+
+    @property
+    def processed_fps(self) -> float:
+        analysed = len({r["frame"] for r in self.result.timeline}) if self.result.timeline else 0
+        return analysed / self.wall_s if self.wall_s else 0.0
+
+
+def source_stem(source: str | int) -> str:
+    return f"camera{source}" if is_camera(source) else Path(str(source)).stem or "stream"
+
+
+def _check_gui() -> None:
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+    except cv2.error as e:
+        raise InputError(
+            "this OpenCV build cannot open windows (opencv-python-headless): run with --no-window, "
+            "or install opencv-python for the on-screen view"
+        ) from e
+
+
+def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path | None = None, window: bool = True,
+             detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None) -> LiveRun:
+    """Run the loop until the source ends, ``q`` is pressed, Ctrl-C (live sources) or a limit is hit.
+
+    Headless runs (``window=False``) need ``out_dir``: they write ``<stem>.mp4`` (annotated) and the
+    timeline files of :func:`~emolens.inference.video.write_video_outputs` there.
+    """
+    if not window and out_dir is None:
+        raise ValueError("a headless run (no window) needs an output folder for the annotated video and timeline")
+    stem = source_stem(source)
+    out = Path(out_dir) if out_dir is not None else None
+    on_frame = None
+    if window:
+        _check_gui()
+        on_frame = _window_callback(out or Path.cwd(), stem)
+    start = time.perf_counter()
+    try:
+        result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
+                               detect_every=detect_every, max_frames=max_frames, max_seconds=max_seconds,
+                               on_frame=on_frame)
+    finally:
+        if window:
+            cv2.destroyAllWindows()
+    wall = time.perf_counter() - start
+    outputs = write_video_outputs(result, out, stem) if out else {}
+    if out:
+        outputs["video"] = out / f"{stem}.mp4"
+    return LiveRun(result, outputs, wall)
+
+
+def _window_callback(snapshot_dir: Path, stem: str):
+    def show(frame: np.ndarray, faces: list[FaceResult], index: int) -> bool:
+        cv2.imshow(WINDOW, frame)
+        key = cv2.waitKey(1) & 0xFF
+        if key == ord("s"):
+            path = snapshot_dir / f"{stem}-snapshot-{index:06d}.jpg"
+            with atomic_path(path) as tmp:
+                if not cv2.imwrite(str(tmp), frame):
+                    raise OSError(f"cannot write snapshot {path}")
+            print(f"snapshot saved: {path}")
+        return key not in (ord("q"), 27)
+
+    return show
