@@ -178,7 +178,7 @@ class ArraySplit(Split):
     source: Path = Path()
 
     def read(self, i: int) -> np.ndarray:
-        return self.pixels[i]
+        return self.pixels[i].copy()
 
     def describe(self, i: int) -> str:
         return f"{self.source.name} row {int(self.rows[i])}"
