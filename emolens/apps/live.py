@@ -34,8 +34,7 @@ class LiveRun:
 
     @property
     def processed_fps(self) -> float:
-        analysed = len({r["frame"] for r in self.result.timeline}) if self.result.timeline else 0
-        return analysed / self.wall_s if self.wall_s else 0.0
+        return self.result.processed / self.wall_s if self.wall_s else 0.0
 
 
 def source_stem(source: str | int) -> str:

@@ -82,7 +82,8 @@ class VideoResult:
     height: int
     fps: float
     classes: tuple[str, ...]
-    frames: int = 0
+    frames: int = 0  # frames the source delivered (up to the last analysed one)
+    processed: int = 0  # frames analysed (fewer than ``frames`` when a live source dropped some)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -92,6 +93,7 @@ class VideoResult:
     def add_frame(self, frame: int, time_s: float, faces: list[FaceResult]) -> None:
         """Record one analysed frame."""
         self.frames = max(self.frames, frame + 1)
+        self.processed += 1
         for row in ImageResult(self.source, self.width, self.height, faces).to_rows():
             del row["source"]
             self.timeline.append({"time_s": round(time_s, 4), "frame": frame, **row})
@@ -117,7 +119,8 @@ class VideoResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "kind": "video", "width": self.width, "height": self.height,
-            "fps": round(self.fps, 3), "frames": self.frames, "duration_s": round(self.duration_s, 3),
+            "fps": round(self.fps, 3), "frames": self.frames, "processed": self.processed,
+            "duration_s": round(self.duration_s, 3),
             "classes": list(self.classes), "summary": self.summary(), "timeline": self.timeline,
         }
 

@@ -113,8 +113,9 @@ def live(
         console.print(f"[red]error[/]: {e}")
         raise typer.Exit(2) from e
     frames = len({r["frame"] for r in run.result.timeline})
-    console.print(f"{run.result.source}: {run.result.frames} frames, {frames} with faces, "
-                  f"{len(run.result.summary())} face(s), {run.processed_fps:.1f} frames/s processed")
+    console.print(f"{run.result.source}: {run.result.processed} of {run.result.frames} frames analysed, "
+                  f"{frames} with faces, {len(run.result.summary())} face(s), "
+                  f"{run.processed_fps:.1f} frames/s processed")
     _print_summary(console, run.result)
     for kind, path in run.outputs.items():
         console.print(f"  {kind}: {path}")

@@ -77,7 +77,7 @@ def _load(variant: str):
 #: First-pass score at which a face is accepted outright. MediaPipe uses 0.6 (full) / 0.5 (short);
 #: full-range scores cartoon lettering up to ~0.7, so it is raised there and weaker candidates
 #: must pass the close-up re-check instead.
-ACCEPT_SCORE = {"full": 0.75, "short": 0.5}
+ACCEPT_SCORE = {"full": 0.75, "short": 0.6}
 
 
 class BlazeFaceDetector:
@@ -89,7 +89,7 @@ class BlazeFaceDetector:
     0.8-0.94) and look-alikes do not (≤ 0.55); it is kept when the close-up scores ≥ ``verify_score``.
     """
 
-    def __init__(self, variant: str = "full", min_score: float | None = None, candidate_score: float = 0.35,
+    def __init__(self, variant: str = "full", min_score: float | None = None, candidate_score: float = 0.25,
                  verify_score: float = 0.7, max_verify: int = 4, context: float = 3.0,
                  iou_threshold: float | None = None):
         if variant not in ("full", "short"):

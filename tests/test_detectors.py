@@ -1,0 +1,114 @@
+"""Face detectors on real photos and frames: found faces, no false positives, small faces, speed-relevant parts."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from test_inference_support import video_frames
+
+from emolens.inference.detectors import create_detector, list_detectors
+from emolens.inference.detectors.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
+from emolens.inference.images import load_image
+
+ALL = ["blazeface", "blazeface-short", "haar"]
+
+
+@pytest.fixture(scope="module")
+def photos(media):
+    return {name: load_image(media / f"{name}.jpg")
+            for name in ("pyfeat_multi_face", "face_recognition_obama_and_biden", "deepface_couple")}
+
+
+@pytest.fixture(scope="module")
+def cartoon(media):
+    """Every 4th frame of the no-face cartoon, RGB."""
+    return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in video_frames(media / "pyfeat_no_face.mp4", every=4)]
+
+
+def test_registry():
+    assert set(ALL) <= set(list_detectors())
+    assert create_detector("default").name == "blazeface"
+    with pytest.raises(ValueError, match="unknown face detector 'nope'.*haar"):
+        create_detector("nope")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("blazeface", {"pyfeat_multi_face": 5, "face_recognition_obama_and_biden": 2, "deepface_couple": 2}),
+    ("haar", {"pyfeat_multi_face": 4, "face_recognition_obama_and_biden": 2, "deepface_couple": 2}),
+    ("blazeface-short", {"deepface_couple": 2}),  # short range: close-up faces only
+])
+def test_faces_found_in_photos(name, expected, photos):
+    det = create_detector(name)
+    for photo, count in expected.items():
+        found = det.detect(photos[photo])
+        assert len(found) >= count, (name, photo, found)
+        assert len(found) <= count + (1 if photo == "pyfeat_multi_face" else 0), (name, photo, found)
+        h, w = photos[photo].shape[:2]
+        for d in found:
+            x1, y1, x2, y2 = d.box
+            assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h and 0 < d.score <= 1
+            assert all(isinstance(v, int) for v in d.box)
+
+
+def test_blazeface_boxes_cover_the_faces(photos):
+    """The five smiling faces of the group photo, roughly where a person would put them."""
+    found = sorted(create_detector("blazeface").detect(photos["pyfeat_multi_face"]), key=lambda d: d.box[0])
+    assert len(found) == 5
+    widths = [d.box[2] - d.box[0] for d in found]
+    assert all(70 <= w <= 150 for w in widths), widths
+    assert [d.score for d in create_detector("blazeface").detect(photos["pyfeat_multi_face"])] == \
+        sorted((d.score for d in found), reverse=True)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_false_positives_on_cartoon(name, cartoon):
+    det = create_detector(name)
+    assert sum(len(det.detect(f)) for f in cartoon) == 0
+
+
+def test_blazeface_finds_40px_faces_in_640x480(photos, cartoon):
+    """Real faces downscaled to 40 px wide, pasted into a 640×480 cartoon frame."""
+    det = create_detector("blazeface")
+    background = cv2.resize(cartoon[0], (640, 480))
+    crops = []
+    for photo in ("pyfeat_multi_face", "face_recognition_obama_and_biden"):
+        for d in det.detect(photos[photo]):
+            x1, y1, x2, y2 = d.box
+            m = (x2 - x1) // 2
+            scale = 40 / (x2 - x1)
+            crop = photos[photo][max(0, y1 - m):y2 + m, max(0, x1 - m):x2 + m]
+            crops.append(cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    hits = 0
+    for crop in crops:
+        frame = background.copy()
+        h, w = crop.shape[:2]
+        frame[200:200 + h, 300:300 + w] = crop
+        found = det.detect(frame)
+        hits += any(300 <= (d.box[0] + d.box[2]) / 2 <= 300 + w and 200 <= (d.box[1] + d.box[3]) / 2 <= 200 + h
+                    for d in found)
+        assert len(found) <= 1
+    assert len(crops) == 7 and hits >= 6
+
+
+def test_detectors_accept_any_frame_shape():
+    det = create_detector("blazeface")
+    for shape in ((480, 640, 3), (720, 1280, 3), (50, 2000, 3), (2000, 50, 3), (8, 8, 3)):
+        assert det.detect(np.zeros(shape, np.uint8)) == []
+
+
+def test_ssd_anchors_match_mediapipe_layout():
+    short = ssd_anchors({"strides": [8, 16, 16, 16], "interpolated_scale_aspect_ratio": 1.0, "anchor_offset": 0.5,
+                         "input_width": 128, "input_height": 128})
+    assert short.shape == (896, 2)
+    assert np.allclose(short[0], [0.5 / 16, 0.5 / 16]) and np.allclose(short[0], short[1])
+    assert np.allclose(short[512], [0.5 / 8, 0.5 / 8])
+    full = BlazeFaceDetector("full").anchors
+    assert full.shape == (2304, 2) and np.allclose(full[1], [1.5 / 48, 0.5 / 48])
+
+
+def test_weighted_nms_blends_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    kept, scores = weighted_nms(boxes, np.array([0.9, 0.6, 0.8], np.float32), 0.3)
+    assert len(kept) == 2 and np.allclose(scores, [0.9, 0.8])
+    assert np.allclose(kept[0], [0.4, 0.4, 10.4, 10.4])  # score-weighted mean of the first two
