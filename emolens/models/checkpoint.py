@@ -38,13 +38,17 @@ def resolve_checkpoint(path_or_run_dir: str | Path) -> Path:
     return path
 
 
+def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001  (torch raises several unrelated types for a bad file)
+        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+
+
 def load_checkpoint(path_or_run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint dict; ValueError naming the file when it is not an emolens checkpoint."""
     path = resolve_checkpoint(path_or_run_dir)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001  (torch raises several unrelated types for a bad file)
-        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+    ckpt = _read(path, map_location)
     missing = [k for k in ("model", "model_name", "classes", "crop") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not an emolens checkpoint (missing {', '.join(missing)})")
@@ -81,7 +85,7 @@ def init_from(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--init {path}: no such weights file")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = _read(path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if isinstance(obj.get(key), dict):

@@ -1,0 +1,138 @@
+"""emolens train: run folder contents, resume, atomic checkpoints, CLI errors, DDP (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from emolens.apps.cli import app  # noqa: E402
+from emolens.models.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
+from emolens.training.config import TrainConfig  # noqa: E402
+from emolens.training.train import fit  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = lambda _msg: None  # noqa: E731
+
+
+def _cfg(data: Path, out: Path, cache: Path, **kw) -> TrainConfig:
+    return TrainConfig(data=str(data), out=str(out), cache_dir=str(cache), batch_size=32, workers=1, **kw)
+
+
+def test_train_cli_writes_a_complete_run(fer_small, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(fer_small), "--out", str(out), "--epochs", "2", "--batch-size", "32",
+         "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--drop", "disgust"],
+    )
+    assert result.exit_code == 0, result.output
+    assert {"last.pt", "best.pt", "config.json", "history.csv", "curves.png", "tb"} <= {p.name for p in out.iterdir()}
+    config = json.loads((out / "config.json").read_text())
+    assert config["amp"] in ("bf16", "off") and config["device"] == "cpu"
+    assert (config["input_size"], config["channels"], config["model"]) == (48, 1, "mini-xception")
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    model, meta = load_model(out)
+    assert meta["classes"] == ["anger", "fear", "happy", "neutral", "sad", "surprise"]
+    assert meta["crop"] == {"size": 48, "channels": 1, "margin": 0.1, "square": True}
+    assert meta["epoch"] == meta["best_epoch"]
+    assert meta["best_val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows), abs=1e-5)
+    assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 6)
+    assert any((out / "tb").iterdir())
+
+
+def test_resume_continues_exactly(fer_small, tmp_path):
+    """1 epoch + resume for 1 more equals 2 epochs straight: weights, optimiser state, history."""
+    cache = tmp_path / "cache"
+    common = dict(amp="off", augment="default")
+    fit(_cfg(fer_small, tmp_path / "straight", cache, epochs=2, **common), log=QUIET)
+    fit(_cfg(fer_small, tmp_path / "split", cache, epochs=1, **common), log=QUIET)
+    first = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert first["epoch"] == 0
+    resumed_cfg = TrainConfig.load(tmp_path / "split" / "config.json")
+    resumed_cfg.epochs = 2
+    fit(resumed_cfg, resume=True, log=QUIET)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 1
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-6), key
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.allclose(pa["exp_avg"], pb["exp_avg"], atol=1e-6)
+        assert int(pa["step"]) == int(pb["step"])
+    assert a["scheduler"] == b["scheduler"]
+    assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def crash(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_killed_writer_never_leaves_a_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    code = (
+        "import sys, torch; from emolens.models.checkpoint import save_checkpoint\n"
+        "i = 0\n"
+        "while True:\n"
+        "    save_checkpoint({'epoch': i, 'w': torch.full((4_000_000,), float(i))}, sys.argv[1]); i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO)
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(path)
+    assert torch.all(state["w"] == state["epoch"])
+
+
+def test_cli_errors_are_clear(fer_small, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--data", str(fer_small), "--out", str(tmp_path), "--model", "nope"])
+    assert result.exit_code == 2 and "unknown model 'nope'" in result.output
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run folder" in result.output
+    result = runner.invoke(app, ["train", "--data", str(fer_small), "--out", str(tmp_path), "--optimizer", "lion"])
+    assert result.exit_code == 2 and "optimizer must be one of adam, adamw, sgd" in result.output
+
+
+@pytest.mark.slow
+def test_distributed_two_gloo_processes(fer_small, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "emolens.training", "--data", str(fer_small), "--out", str(out), "--epochs", "1",
+        "--batch-size", "16", "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "× 2 processes" in proc.stdout + proc.stderr
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    ckpt = load_checkpoint(out / "last.pt")
+    # 210 training faces, 2 ranks × 16 per batch, drop_last: 6 batches per rank per epoch.
+    assert int(next(iter(ckpt["optimizer"]["state"].values()))["step"]) == 6
