@@ -1,0 +1,107 @@
+"""``emolens analyze`` and ``emolens live`` end to end on the shared media."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import cv2
+import pytest
+from test_inference_support import model_path  # noqa: F401  (fixture)
+from typer.testing import CliRunner
+
+from emolens.apps.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def folder(tmp_path, media):
+    """Two photos, a video, a broken image and a text file in nested folders."""
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(media / "pyfeat_multi_face.jpg", d / "group.jpg")
+    shutil.copy(media / "face_recognition_obama_and_biden.jpg", d / "sub" / "pair.jpg")
+    shutil.copy(media / "pyfeat_single_face.mp4", d / "sub" / "clip.mp4")
+    (d / "broken.jpg").write_bytes((media / "pyfeat_multi_face.jpg").read_bytes()[:5000])
+    (d / "notes.txt").write_text("ignored: not an image suffix")
+    return d
+
+
+def test_analyze_images_json_csv_annotate(model_path, media, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    r = run("analyze", media / "pyfeat_multi_face.jpg", media / "deepface_couple.jpg", "--model", model_path,
+            "--json", out / "r.json", "--csv", out / "r.csv", "--annotate", out / "ann")
+    assert r.exit_code == 0, r.output
+    assert "5 face(s)" in r.output and "2 analysed, 0 failed" in r.output
+    data = json.loads((out / "r.json").read_text())
+    assert [len(e["faces"]) for e in data["results"]] == [5, 2] and data["errors"] == []
+    rows = list(csv.DictReader((out / "r.csv").open()))
+    assert len(rows) == 7 and rows[0]["kind"] == "image" and float(rows[0]["confidence"]) > 0
+    annotated = cv2.imread(str(out / "ann" / "pyfeat_multi_face.jpg"))
+    original = cv2.imread(str(media / "pyfeat_multi_face.jpg"))
+    assert annotated.shape == original.shape and (annotated != original).any()
+
+
+def test_analyze_folder_reports_failures_and_continues(model_path, folder, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    r = run("analyze", folder, tmp_path / "missing.png", "--model", model_path, "--json", out / "r.json",
+            "--csv", out / "r.csv", "--annotate", out / "ann", "--detect-every", "3")
+    assert r.exit_code == 1, r.output
+    assert "3 analysed, 2 failed" in r.output
+    data = json.loads((out / "r.json").read_text())
+    assert sorted(e["error"].split(":")[0] for e in data["errors"]) == sorted(
+        [str(folder / "broken.jpg"), str(tmp_path / "missing.png")])
+    kinds = {e["source"].split("/")[-1]: e["kind"] for e in data["results"]}
+    assert kinds == {"group.jpg": "image", "pair.jpg": "image", "clip.mp4": "video"}
+    video = next(e for e in data["results"] if e["kind"] == "video")
+    assert video["frames"] == 72 and {row["face_id"] for row in video["timeline"]} == {0}
+    assert video["summary"][0]["dominant"] in video["classes"]
+    rows = list(csv.DictReader((out / "r.csv").open()))
+    assert sum(r["kind"] == "video" for r in rows) == len(video["timeline"])
+    for name in ("group.jpg", "pair.jpg", "clip.mp4", "clip.timeline.csv", "clip.json", "clip.summary.csv",
+                 "clip.timeline.png"):
+        assert (out / "ann" / name).is_file(), name
+
+
+def test_analyze_video_outputs_next_to_json(model_path, media, tmp_path):  # noqa: F811
+    r = run("analyze", media / "pyfeat_no_face.mp4", "--model", model_path, "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert "no face found" in r.output
+    assert json.loads((tmp_path / "pyfeat_no_face.json").read_text())["timeline"] == []
+    assert (tmp_path / "pyfeat_no_face.timeline.png").is_file()
+
+
+def test_analyze_bad_model_and_detector(model_path, media, tmp_path):  # noqa: F811
+    image = media / "pyfeat_multi_face.jpg"
+    for args, message in ((("--model", "no-such-model"), "bundled model 'no-such-model'"),
+                          (("--model", tmp_path / "x.onnx"), "does not exist"),
+                          (("--model", model_path, "--detector", "nope"), "unknown face detector 'nope'")):
+        r = run("analyze", image, *args)
+        assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+
+
+@pytest.mark.parametrize("video,faces", [("pyfeat_single_face.mp4", 1), ("pyfeat_no_face.mp4", 0)])
+def test_live_headless_writes_video_and_timeline(model_path, media, tmp_path, video, faces):  # noqa: F811
+    out = tmp_path / "live"
+    r = run("live", "--source", media / video, "--no-window", "--out", out, "--model", model_path,
+            "--detector", "blazeface")
+    assert r.exit_code == 0, r.output
+    stem = video.removesuffix(".mp4")
+    data = json.loads((out / f"{stem}.json").read_text())
+    assert len(data["summary"]) == faces and data["processed"] == data["frames"]  # files: no frame dropped
+    assert bool(data["timeline"]) == bool(faces)
+    assert cv2.VideoCapture(str(out / f"{stem}.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == data["frames"]
+    assert (out / f"{stem}.timeline.png").is_file() and (out / f"{stem}.timeline.csv").is_file()
+
+
+def test_live_missing_camera_and_no_display(model_path, tmp_path):  # noqa: F811
+    r = run("live", "--source", "99", "--no-window", "--out", tmp_path, "--model", model_path)
+    assert r.exit_code == 2 and "camera 99: cannot be opened" in " ".join(r.output.split())
+    r = run("live", "--source", "0", "--model", model_path)  # headless OpenCV build: no window possible
+    assert r.exit_code == 2 and "--no-window" in r.output

@@ -1,0 +1,256 @@
+"""Recognizer API, ONNX classifier, tracker, video pipeline and bad inputs, on the shared media."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from test_inference_support import bundled_model, model_path  # noqa: F401  (fixtures)
+from test_inference_support import FER_CLASSES, make_dev_model, video_frames
+
+import emolens
+from emolens.inference.classifier import EmotionClassifier, list_bundled_models
+from emolens.inference.errors import InputError
+from emolens.inference.images import load_image
+from emolens.inference.recognizer import Recognizer
+from emolens.inference.results import FaceResult
+from emolens.inference.tracking import FaceTracker
+from emolens.inference.video import analyze_video, write_video_outputs
+
+
+@pytest.fixture(scope="module")
+def rec(model_path) -> Recognizer:
+    return Recognizer(model=model_path)
+
+
+@pytest.fixture(scope="module")
+def group(media):
+    return media / "pyfeat_multi_face.jpg"
+
+
+def boxes(result) -> list[tuple[int, int, int, int]]:
+    return [f.box for f in result.faces]
+
+
+# --- API --------------------------------------------------------------------------------------
+
+def test_analyze_path_array_pil_and_color_order(rec, group):
+    by_path = rec.analyze(group)
+    assert by_path.source == str(group) and (by_path.width, by_path.height) == (1000, 667)
+    assert len(by_path.faces) == 5
+    rgb = np.asarray(Image.open(group).convert("RGB"))
+    bgr = cv2.imread(str(group))
+    for result in (rec.analyze(rgb), rec.analyze(bgr, color="bgr"), rec.analyze(Image.open(group))):
+        assert boxes(result) == boxes(by_path)
+        for a, b in zip(result.faces, by_path.faces):
+            assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+    swapped = rec.analyze(bgr)  # a BGR frame passed as RGB: same faces, different colours in
+    assert len(swapped.faces) >= 4
+    with pytest.raises(ValueError, match="color must be"):
+        rec.analyze(rgb, color="hsv")
+
+
+def test_results_convert_to_dict_json_dataframe(rec, group):
+    result = rec.analyze(group)
+    face = result.faces[0]
+    assert set(face.probabilities) == set(rec.classes)
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face.emotion in rec.classes and face.confidence == max(face.probabilities.values())
+    d = json.loads(json.dumps(result.to_dict()))
+    assert len(d["faces"]) == 5 and d["faces"][0]["box"]["x2"] == face.box[2]
+    df = result.to_dataframe()
+    assert len(df) == 5 and {"x1", "emotion", "confidence", *(f"p_{c}" for c in rec.classes)} <= set(df.columns)
+
+
+def test_analyze_batch_matches_single(rec, media, group):
+    paths = [group, media / "face_recognition_obama_and_biden.jpg", media / "deepface_couple.jpg"]
+    batch = rec.analyze_batch(paths, batch_size=4)  # 9 faces over 3 batches
+    assert [len(r.faces) for r in batch] == [5, 2, 2]
+    for path, result in zip(paths, batch):
+        single = rec.analyze(path)
+        assert result.source == str(path) and boxes(result) == boxes(single)
+        for a, b in zip(result.faces, single.faces):
+            assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+    assert rec.analyze_batch([]) == []
+
+
+def test_no_face_is_an_empty_result(rec, media):
+    frame = video_frames(media / "pyfeat_no_face.mp4")[40]
+    result = rec.analyze(frame, color="bgr")
+    assert result.faces == [] and result.to_rows() == [] and len(result.to_dataframe()) == 0
+
+
+def test_recognizer_is_exported_lazily():
+    code = ("import sys, emolens; assert 'onnxruntime' not in sys.modules and 'cv2' not in sys.modules; "
+            "from emolens import Recognizer; assert 'onnxruntime' in sys.modules and 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert emolens.Recognizer is Recognizer
+
+
+# --- classifier -------------------------------------------------------------------------------
+
+def test_classifier_metadata_and_probabilities(tmp_path):
+    clf = EmotionClassifier.load(make_dev_model(tmp_path / "m.onnx", size=32, channels=3))
+    assert clf.classes == tuple(FER_CLASSES) and clf.crop.size == 32 and clf.crop.channels == 3
+    faces = np.random.default_rng(0).integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
+    p = clf.predict_proba(faces, batch_size=16)
+    assert p.shape == (70, 7) and p.dtype == np.float32 and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert np.allclose(clf.predict_proba(faces[:5]), p[:5], atol=1e-6)  # batching does not change results
+    odd = np.random.default_rng(1).integers(0, 256, (2, 100, 80, 1), dtype=np.uint8)
+    assert clf.predict_proba(odd).shape == (2, 7)  # other sizes/channels are converted
+    assert clf.predict_proba(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 7)
+    image = np.random.default_rng(2).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    assert clf.classify_faces(image, [(10, 10, 60, 70), (250, 150, 330, 230)]).shape == (2, 7)
+
+
+def test_temperature_softens_probabilities(tmp_path):
+    import onnx
+
+    path = make_dev_model(tmp_path / "t.onnx")
+    model = onnx.load(path)
+    meta = json.loads(model.metadata_props[0].value)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1), dtype=np.uint8)
+    sharp = EmotionClassifier(path).predict_proba(faces)
+    meta["temperature"] = 4.0
+    model.metadata_props[0].value = json.dumps(meta)
+    onnx.save(model, tmp_path / "t4.onnx")
+    soft = EmotionClassifier(tmp_path / "t4.onnx").predict_proba(faces)
+    assert (soft.max(1) < sharp.max(1)).all()
+
+
+def test_missing_bundled_model_lists_available():
+    with pytest.raises(FileNotFoundError, match="bundled model 'no-such-model'.*bundled models:"):
+        EmotionClassifier.load("no-such-model")
+    assert all(isinstance(n, str) for n in list_bundled_models())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        EmotionClassifier.load("/nowhere/model.onnx")
+
+
+def test_bundled_default_model_finds_smiles(bundled_model, group):
+    """Model quality: the five people in the group photo are all smiling."""
+    result = Recognizer().analyze(group)
+    assert len(result.faces) == 5
+    assert sum(f.emotion == "happy" for f in result.faces) >= 4, [f.emotion for f in result.faces]
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width×height but holds almost no data (decompression-bomb shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_bad_files_raise_input_error_naming_them(tmp_path, group, rec):
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(group.read_bytes()[:20000])
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(10_000, 6_000))
+    for path, reason in ((truncated, "not a readable image"), (text, "not a readable image"),
+                         (empty, "not a readable image"), (bomb, "megapixels is over the limit"),
+                         (tmp_path / "missing.jpg", "no such file")):
+        with pytest.raises(InputError, match=reason) as e:
+            rec.analyze(path)
+        assert str(path) in str(e.value)
+    with pytest.raises(InputError, match="over the limit"):
+        Recognizer(model=rec.classifier, detector=rec.detector, max_pixels=100_000).analyze(group)
+    with pytest.raises(InputError, match="expected an H×W"):
+        rec.analyze(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(InputError, match="expected a file path"):
+        rec.analyze(12345)
+
+
+def test_rgba_16bit_grayscale_and_float_images_are_converted(tmp_path, group, rec):
+    rgb = np.asarray(Image.open(group).convert("RGB"))
+    reference = boxes(rec.analyze(rgb))
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(tmp_path / "rgba.png")
+    cv2.imwrite(str(tmp_path / "deep.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    assert boxes(rec.analyze(tmp_path / "rgba.png")) == reference
+    deep = load_image(tmp_path / "deep.png")
+    assert deep.dtype == np.uint8 and deep.shape == rgb.shape and np.abs(deep.astype(int) - rgb).max() <= 1
+    assert boxes(rec.analyze(deep)) == reference
+    assert len(rec.analyze(tmp_path / "gray.png").faces) >= 4
+    assert boxes(rec.analyze(rgb.astype(np.float32) / 255)) == reference
+    assert boxes(rec.analyze(rgb.astype(np.uint16) * 257)) == reference
+    assert load_image(rgb[:, :, :1]).shape == rgb.shape  # H×W×1 grayscale array
+
+
+# --- tracking and video -----------------------------------------------------------------------
+
+def test_tracker_ids_and_smoothing():
+    def face(x: int, happy: float) -> FaceResult:
+        return FaceResult((x, 10, x + 50, 60), 0.9, {"happy": happy, "sad": 1 - happy})
+
+    tracker = FaceTracker(smoothing=0.5)
+    first = tracker.update([face(0, 1.0), face(200, 0.0)])
+    assert [f.face_id for f in first] == [0, 1]
+    moved = tracker.update([face(212, 0.0), face(8, 0.0)])  # order swapped, both moved a bit
+    assert [f.face_id for f in moved] == [1, 0]
+    assert moved[1].probabilities["happy"] == pytest.approx(0.5)
+    jumped = tracker.update([face(40, 0.0)])  # fast motion: no IoU overlap, centroid within reach
+    assert jumped[0].face_id == 0
+    assert tracker.update([face(600, 0.0)])[0].face_id == 2
+    raw = FaceTracker(smoothing=0).update([face(0, 0.3)])
+    assert raw[0].probabilities == {"happy": 0.3, "sad": 0.7}
+    with pytest.raises(ValueError):
+        FaceTracker(smoothing=1.0)
+
+
+def test_video_single_face_stable_id_and_outputs(rec, media, tmp_path):
+    video = analyze_video(rec, media / "pyfeat_single_face.mp4", annotate_to=tmp_path / "a.mp4", detect_every=2)
+    assert video.frames == video.processed == 72 and video.fps == pytest.approx(30, abs=0.5)
+    assert {r["face_id"] for r in video.timeline} == {0}
+    assert len(video.timeline) >= 70 and [r["frame"] for r in video.timeline] == sorted(r["frame"] for r in video.timeline)
+    summary = video.summary()
+    assert len(summary) == 1 and sum(summary[0]["share"].values()) == pytest.approx(1.0)
+    assert video.to_dataframe().shape[0] == len(video.timeline)
+    written = write_video_outputs(video, tmp_path, "single")
+    assert cv2.imread(str(written["plot"])) is not None
+    assert json.loads(written["json"].read_text())["summary"][0]["face_id"] == 0
+    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 72
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_video_smoothing_reduces_jitter(model_path, media):
+    path = media / "pyfeat_single_face.mp4"
+    rough = analyze_video(Recognizer(model=model_path, smoothing=0.0), path, max_frames=30)
+    smooth = analyze_video(Recognizer(model=model_path, smoothing=0.8), path, max_frames=30)
+    col = f"p_{rough.classes[0]}"
+
+    def jitter(v):
+        return np.abs(np.diff([r[col] for r in v.timeline])).mean()
+
+    assert jitter(smooth) < jitter(rough)
+
+
+def test_no_face_video_is_an_empty_timeline(rec, media, tmp_path):
+    video = analyze_video(rec, media / "pyfeat_no_face.mp4")
+    assert video.frames == 95 and video.timeline == [] and video.summary() == []
+    assert write_video_outputs(video, tmp_path, "none")["plot"].is_file()
+
+
+def test_broken_videos_and_missing_camera(rec, tmp_path, media):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    half = tmp_path / "half.mp4"
+    half.write_bytes((media / "pyfeat_single_face.mp4").read_bytes()[:3000])
+    for path in (empty, half, tmp_path / "missing.mp4"):
+        with pytest.raises(InputError, match=str(path)):
+            analyze_video(rec, path)
+    with pytest.raises(InputError, match="camera 99"):
+        analyze_video(rec, 99)
