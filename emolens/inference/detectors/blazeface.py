@@ -74,10 +74,11 @@ def _load(variant: str):
     return session, options, ssd_anchors(options)
 
 
-#: First-pass score at which a face is accepted outright. MediaPipe uses 0.6 (full) / 0.5 (short);
-#: full-range scores cartoon lettering up to ~0.7, so it is raised there and weaker candidates
-#: must pass the close-up re-check instead.
-ACCEPT_SCORE = {"full": 0.75, "short": 0.6}
+#: First-pass score at which a face is accepted outright. MediaPipe uses 0.6 (full) / 0.5 (short),
+#: but both score the no-face cartoon's lettering up to ~0.7 / 0.61, so they are raised and weaker
+#: candidates must pass the close-up re-check (``VERIFY_SCORE``) instead.
+ACCEPT_SCORE = {"full": 0.75, "short": 0.65}
+VERIFY_SCORE = {"full": 0.7, "short": 0.8}
 
 
 class BlazeFaceDetector:
@@ -90,7 +91,7 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, variant: str = "full", min_score: float | None = None, candidate_score: float = 0.25,
-                 verify_score: float = 0.7, max_verify: int = 4, context: float = 3.0,
+                 verify_score: float | None = None, max_verify: int = 4, context: float = 3.0,
                  iou_threshold: float | None = None):
         if variant not in ("full", "short"):
             raise ValueError(f"BlazeFace variant must be 'full' or 'short', got {variant!r}")
@@ -99,7 +100,7 @@ class BlazeFaceDetector:
         self.size = int(self.options["input_width"])
         self.min_score = ACCEPT_SCORE[variant] if min_score is None else float(min_score)
         self.candidate_score = min(candidate_score, self.min_score)
-        self.verify_score = verify_score
+        self.verify_score = VERIFY_SCORE[variant] if verify_score is None else float(verify_score)
         self.max_verify = max_verify
         self.context = context
         self.iou_threshold = float(self.options["min_suppression_threshold"] if iou_threshold is None else iou_threshold)
