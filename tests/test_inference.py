@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import cv2
@@ -22,7 +23,7 @@ from emolens.inference.images import load_image
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult
 from emolens.inference.tracking import FaceTracker
-from emolens.inference.video import analyze_video, write_video_outputs
+from emolens.inference.video import analyze_video, iter_frames, write_video_outputs
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +255,15 @@ def test_broken_videos_and_missing_camera(rec, tmp_path, media):
             analyze_video(rec, path)
     with pytest.raises(InputError, match="camera 99"):
         analyze_video(rec, 99)
+
+
+def test_live_reader_drops_frames_for_a_slow_consumer(media):
+    """Real-time sources hand over the newest frame only; a file read as a stream stands in for a camera."""
+    cap = cv2.VideoCapture(str(media / "pyfeat_single_face.mp4"))
+    seen = []
+    for index, _, frame in iter_frames(cap, realtime=True, fps=30.0):
+        assert frame.shape == (360, 640, 3)
+        seen.append(index)
+        time.sleep(0.03)  # slower than decoding
+    cap.release()
+    assert seen == sorted(set(seen)) and len(seen) < 72 and seen[-1] == 71

@@ -16,12 +16,13 @@ def cpu_threads() -> int:
     return max(1, min(4, cores))
 
 
-def create_session(model: str | Path | bytes) -> ort.InferenceSession:
-    """A CPU session: all graph optimisations, sequential execution, no thread spinning."""
+def create_session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session: all graph optimisations, sequential execution, ``threads`` intra-op threads
+    (default :func:`cpu_threads`), no thread spinning."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = cpu_threads()
+    opts.intra_op_num_threads = threads or cpu_threads()
     opts.inter_op_num_threads = 1
     # Spinning threads burn the cores that video decoding and drawing need between calls.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
