@@ -98,7 +98,97 @@ def train_cmd(
         raise _fail(str(e)) from e
 
 
+def evaluate_cmd(
+    model: str = typer.Option(..., "--model", help="Run folder, .pt checkpoint, .onnx file or bundled model name (default, fer2013, ...)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder or file (any supported layout)."),
+    out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, confusion_matrix.png."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: test, else val, else eval)."),
+    format: str = typer.Option("auto", "--format", help="Dataset layout."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none | flip | tencrop (gain is reported)."),
+    detect: bool = typer.Option(False, "--detect", help="End to end: find faces in the full photos (no face = error)."),
+    detector: str = typer.Option("default", "--detector", help="Face detector for --detect."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Faces per forward pass."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+    device: str = typer.Option("cpu", "--device", help="Device for torch checkpoints (cpu | cuda)."),
+) -> None:
+    """Evaluate a model on a dataset split: accuracy, F1, per-class table, confusion matrix, ECE."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from emolens.evaluation.evaluate import evaluate_model
+
+    console = Console()
+    try:
+        report = evaluate_model(
+            model, data, out, split=split, format=format, tta=tta, detect=detect, detector=detector,
+            batch_size=batch_size, cache_dir=cache_dir, device=device, log=console.print,
+        )
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise _fail(str(e)) from e
+    table = Table(title=f"{report['model_name']} on {data}, split {report['split']}, n={report['n']}")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in report["per_class"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    line = (f"accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}  "
+            f"weighted F1 {report['weighted_f1']:.4f}  ECE {report['ece']:.4f}")
+    if "tta_gain" in report:
+        line += f"  (TTA {tta}: {report['tta_gain']:+.4f} over {report['accuracy_without_tta']:.4f})"
+    if detect:
+        line += f"  no face found: {report['skipped']['no_face_found']}"
+    console.print(line)
+    console.print(f"report: {out / 'metrics.json'}, {out / 'confusion_matrix.png'}")
+
+
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="Run folder (its best.pt) or .pt checkpoint."),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    int8: bool = typer.Option(False, "--int8", help="Also quantise to int8 (written as OUT with .int8.onnx)."),
+    int8_mode: str = typer.Option("static", "--int8-mode", help="static (QDQ, calibrated on training faces) | dynamic."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature stored in the metadata."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Real faces for calibration and the check (default: the run's data)."),
+    check_split: str = typer.Option("val", "--check-split", help="Split whose faces the ONNX model is checked on."),
+    samples: int = typer.Option(500, "--samples", help="Faces for the check and for calibration."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+) -> None:
+    """Export a checkpoint to ONNX (optionally int8) and check it against PyTorch on real faces."""
+    from emolens.models.checkpoint import load_checkpoint
+    from emolens.models.export import compare_with_torch, export_onnx, quantize_int8, reference_faces
+
+    try:
+        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['model_name']}, classes {', '.join(meta['classes'])}")
+        data = data or Path(load_checkpoint(checkpoint).get("config", {}).get("data", ""))
+        if not str(data) or not data.exists():
+            typer.secho(f"no check on real faces: dataset {str(data) or '(none)'} not found; give --data", fg=typer.colors.YELLOW, err=True)
+            if int8 and int8_mode == "static":
+                raise _fail("static int8 needs calibration faces: give --data")
+            faces = labels = None
+        else:
+            faces, labels = reference_faces(data, meta["classes"], meta["crop"], check_split, samples, cache_dir=cache_dir)
+        written = [path]
+        if int8:
+            calibration = None
+            if int8_mode == "static":
+                calibration, _ = reference_faces(data, meta["classes"], meta["crop"], "train", samples, seed=1, cache_dir=cache_dir)
+            q = quantize_int8(path, out.with_suffix(".int8.onnx"), mode=int8_mode, calibration=calibration)
+            typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB, int8 {int8_mode})")
+            written.append(q)
+        if faces is not None:
+            for p in written:
+                r = compare_with_torch(p, checkpoint, faces, labels)
+                typer.echo(f"{p.name} vs PyTorch on {r['n']} real faces ({check_split}): top-1 agreement "
+                           f"{r['top1_agreement']:.4f}, max probability difference {r['max_prob_diff']:.2e}, "
+                           f"accuracy {r['onnx_accuracy']:.4f} (PyTorch {r['torch_accuracy']:.4f})")
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise _fail(str(e)) from e
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``emolens`` app."""
     app.command("models")(models_cmd)
     app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("export")(export_cmd)

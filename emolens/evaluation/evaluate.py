@@ -1,0 +1,189 @@
+"""``emolens evaluate``: a model on a dataset split, across datasets by canonical class names.
+
+Data classes the model does not know are reported and left out (never mislabelled); the
+model's predictions are restricted to the shared classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emolens.data import load_arrays, load_dataset
+from emolens.data.preprocess import crop_face, resize_to
+from emolens.evaluation.io import write_json
+from emolens.evaluation.metrics import compute_metrics, expected_calibration_error
+from emolens.evaluation.plots import plot_confusion_matrix
+from emolens.evaluation.predictors import Predictor, load_predictor
+from emolens.labels import match_classes
+
+TTA_MODES = ("none", "flip", "tencrop")
+DEFAULT_SPLITS = ("test", "val", "eval")
+TENCROP_SCALE = 0.875
+MIN_IOU = 0.3  # a detection must overlap the labelled face box this much to count as that face
+
+Log = Callable[[str], None]
+
+
+def tta_views(faces: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The views of uint8 N×S×S×C faces that test-time augmentation averages over.
+
+    ``flip``: the faces and their mirror images; ``tencrop``: four corner crops and the centre
+    crop at 87.5 % of the size, resized back, and their mirror images.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+    if mode == "none":
+        return [faces]
+    if mode == "flip":
+        return [faces, faces[:, :, ::-1]]
+    size, channels = faces.shape[1], faces.shape[3]
+    c = round(size * TENCROP_SCALE)
+    offsets = ((0, 0), (0, size - c), (size - c, 0), (size - c, size - c), ((size - c) // 2, (size - c) // 2))
+    crops = [np.stack([resize_to(f[y : y + c, x : x + c], size, channels) for f in faces]) for y, x in offsets]
+    return crops + [v[:, :, ::-1] for v in crops]
+
+
+def predict_tta(predictor: Predictor, faces: np.ndarray, mode: str, batch_size: int = 64) -> np.ndarray:
+    """Mean class probabilities over the TTA views."""
+    views = tta_views(faces, mode)
+    return np.mean([predictor.predict_proba(np.ascontiguousarray(v), batch_size) for v in views], axis=0)
+
+
+@dataclass
+class Samples:
+    faces: np.ndarray  # uint8 N×S×S×C, model-ready
+    labels: np.ndarray  # indices into the data classes
+    missing: np.ndarray  # bool N: no face found (only with detection)
+
+
+def _dataset_faces(split, predictor: Predictor, cache_dir: Path | None) -> Samples:
+    faces, labels = load_arrays(split, predictor.crop.size, predictor.crop.channels, cache_dir=cache_dir)
+    return Samples(faces, labels, np.zeros(len(labels), bool))
+
+
+def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
+    """End-to-end: find the face in each full photo with the inference detector (the one that
+    matches a labelled box best, else the largest); photos without one are marked missing."""
+    from emolens.data.datasets import read_image
+    from emolens.inference.detectors import create_detector
+
+    paths = getattr(split, "paths", None)
+    if not paths:
+        raise ValueError(f"--detect needs a dataset of image files; split {split.name!r} has none")
+    det = create_detector(detector)
+    spec = predictor.crop
+    boxes = getattr(split, "boxes", None)
+    faces = np.zeros((len(paths), spec.size, spec.size, spec.channels), np.uint8)
+    missing = np.zeros(len(paths), bool)
+    for i, path in enumerate(paths):
+        image = read_image(path)
+        rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+        found = [np.asarray(d.box, float) for d in det.detect(rgb)]
+        if boxes is not None and found:
+            h, w = rgb.shape[:2]
+            xc, yc, bw, bh = boxes[i]
+            truth = np.array([(xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h])
+            ious = [_iou(b, truth) for b in found]
+            found = [found[int(np.argmax(ious))]] if max(ious) >= MIN_IOU else []
+        if not found:
+            missing[i] = True
+            continue
+        box = max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        faces[i] = crop_face(rgb, tuple(box), spec)
+    return Samples(faces, np.asarray(split.labels), missing)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def evaluate_model(
+    model: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str | None = None,
+    format: str = "auto",
+    tta: str = "none",
+    detect: bool = False,
+    detector: str = "default",
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    log: Log = print,
+) -> dict:
+    """Evaluate ``model`` (run folder, .pt, .onnx or bundled name) on a split of ``data``; writes
+    ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir`` and returns the report."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    predictor = load_predictor(model, device)
+    dataset = load_dataset(data, format=format, box_margin=predictor.crop.margin)
+    split_name = split or next((s for s in DEFAULT_SPLITS if s in dataset.splits), None)
+    if split_name is None:
+        raise ValueError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")
+    data_split = dataset.split(split_name)
+    shared, only_model, only_data = match_classes(predictor.classes, dataset.classes)
+    if not shared:
+        raise ValueError(
+            f"model classes ({', '.join(predictor.classes)}) and data classes ({', '.join(dataset.classes)}) share none"
+        )
+    samples = (
+        _detected_faces(data_split, predictor, detector)
+        if detect
+        else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None)
+    )
+    data_to_shared = np.array([shared.index(c) if c in shared else -1 for c in dataset.classes])
+    y_all = data_to_shared[samples.labels]
+    keep = y_all >= 0
+    counts = np.bincount(samples.labels, minlength=len(dataset.classes))
+    left_out = {c: int(counts[i]) for i, c in enumerate(dataset.classes) if c in only_data and counts[i]}
+    if left_out:
+        log(f"left out {sum(left_out.values())} images of classes the model does not know: "
+            + ", ".join(f"{c} ({n})" for c, n in left_out.items()))
+    if only_model:
+        log(f"model classes absent from the data (predictions never fall there): {', '.join(only_model)}")
+
+    faces, y_true, missing = samples.faces[keep], y_all[keep], samples.missing[keep]
+    columns = [list(predictor.classes).index(c) for c in shared]
+
+    def restricted(probs: np.ndarray) -> np.ndarray:
+        p = probs[:, columns]
+        return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+
+    found = ~missing
+    probs = np.zeros((len(faces), len(shared)), np.float32)
+    probs[found] = restricted(predict_tta(predictor, faces[found], tta, batch_size))
+    y_pred = np.where(found, probs.argmax(axis=1), -1)
+    report = compute_metrics(y_true, y_pred, shared)
+    report["ece"] = expected_calibration_error(probs[found], y_true[found])  # over images with a face
+    if tta != "none":
+        plain = restricted(predictor.predict_proba(faces[found], batch_size)).argmax(axis=1)
+        report["accuracy_without_tta"] = float((plain == y_true[found]).sum() / max(len(y_true), 1))
+        report["tta_gain"] = report["accuracy"] - report["accuracy_without_tta"]
+    report.update({
+        "model": str(model),
+        "model_name": predictor.model_name,
+        "model_classes": list(predictor.classes),
+        "data": str(data),
+        "split": data_split.name,
+        "tta": tta,
+        "detect": detect,
+        "skipped": {
+            "data_classes_unknown_to_model": left_out,
+            "model_classes_not_in_data": only_model,
+            "no_face_found": int(missing.sum()),
+        },
+    })
+    out = Path(out_dir)
+    write_json(out / "metrics.json", report)
+    plot_confusion_matrix(
+        np.asarray(report["confusion_matrix"]), shared, out / "confusion_matrix.png",
+        title=f"{predictor.model_name} on {Path(str(data)).name}/{data_split.name}",
+    )
+    return report
