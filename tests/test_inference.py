@@ -267,3 +267,11 @@ def test_live_reader_drops_frames_for_a_slow_consumer(media):
         time.sleep(0.03)  # slower than decoding
     cap.release()
     assert seen == sorted(set(seen)) and len(seen) < 72 and seen[-1] == 71
+
+
+def test_bundled_default_model_sees_the_smile_grow(bundled_model, media):
+    """Model quality: pyfeat_single_face.mp4 goes from neutral to a smile."""
+    video = analyze_video(Recognizer(), media / "pyfeat_single_face.mp4")
+    happy = [r["p_happy"] for r in video.timeline]
+    assert np.mean(happy[-15:]) > np.mean(happy[:15]) + 0.2
+    assert video.summary()[0]["share"]["happy"] > 0

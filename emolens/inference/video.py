@@ -213,13 +213,14 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         cap.release()
 
 
-def plot_timeline(result: VideoResult, path: str | Path) -> Path:
-    """One panel per face: each class's probability over time (PNG, matplotlib Agg)."""
+def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> Path:
+    """One panel per face (the ``max_faces`` seen longest): each class's probability over time (PNG)."""
     from matplotlib.figure import Figure
 
     from emolens.inference.annotate import COLORS
 
-    face_ids = [s["face_id"] for s in result.summary()] or [None]
+    longest = sorted(result.summary(), key=lambda s: -s["frames"])[:max_faces]
+    face_ids = sorted(s["face_id"] for s in longest) or [None]
     fig = Figure(figsize=(9, 2.2 * len(face_ids) + 0.6), layout="constrained")
     axes = fig.subplots(len(face_ids), 1, squeeze=False)[:, 0]
     for ax, face_id in zip(axes, face_ids):

@@ -10,6 +10,7 @@ import typer
 
 MODEL_HELP = "bundled model name (default → fer2013) or path to an exported .onnx model"
 DETECTOR_HELP = "face detector: default (blazeface), blazeface, blazeface-short or haar"
+IMAGES_IN_MEMORY = 8  # decoded photos held at once (a 24 MP photo is 72 MB); faces still batch across them
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +55,8 @@ def analyze(
     rows: list[dict[str, Any]] = []
     stems: set[str] = set()
     images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
-    for start in range(0, len(images), batch_size):
-        for path, outcome, rgb in _analyze_images(recognizer, images[start:start + batch_size], batch_size):
+    for start in range(0, len(images), IMAGES_IN_MEMORY):
+        for path, outcome, rgb in _analyze_images(recognizer, images[start:start + IMAGES_IN_MEMORY], batch_size):
             if isinstance(outcome, InputError):
                 errors.append({"source": str(path), "error": str(outcome)})
                 console.print(f"[red]error[/]: {outcome}")
