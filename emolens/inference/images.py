@@ -66,16 +66,16 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        img = Image.open(path)  # reads the header only
-        check_pixels(img.width, img.height, str(path), max_pixels)
-        img.load()
+        with Image.open(path) as img:  # reads the header only
+            check_pixels(img.width, img.height, str(path), max_pixels)
+            img.load()
+            return ImageOps.exif_transpose(img)  # a rotated copy, independent of the file
     except InputError:
         raise
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: refused as a decompression bomb ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({e})") from e
-    return ImageOps.exif_transpose(img)
 
 
 def _from_pil(img: Image.Image, name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import cv2
@@ -179,9 +179,10 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         result: VideoResult | None = None
         writer: cv2.VideoWriter | None = None
         name = f"camera {source}" if is_camera(source) else str(source)
-        with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp:
+        stream = iter_frames(cap, realtime, fps)
+        with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp, closing(stream):
             try:
-                for processed, (index, time_s, frame) in enumerate(iter_frames(cap, realtime, fps)):
+                for index, time_s, frame in stream:
                     if result is None:
                         h, w = frame.shape[:2]
                         result = VideoResult(name, w, h, fps, recognizer.classes)
@@ -197,7 +198,7 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
                             writer.write(shown)
                         if on_frame is not None and on_frame(shown, faces, index) is False:
                             break
-                    if (max_frames is not None and processed + 1 >= max_frames) or \
+                    if (max_frames is not None and result.processed >= max_frames) or \
                             (max_seconds is not None and time_s >= max_seconds):
                         break
             except KeyboardInterrupt:
