@@ -6,6 +6,9 @@ Development-time only (not an emolens dependency). Reproduce the shipped assets 
     pip download mediapipe==0.10.21 --no-deps -d /tmp/mp   # Apache-2.0; models live in the wheel
     /tmp/convenv/bin/python scripts/convert_blazeface.py /tmp/mp/mediapipe-0.10.21-*.whl
 
+``--check IMAGE`` compares the ONNX outputs with the TFLite interpreter's on that image (needs
+``ai-edge-litert onnxruntime opencv-python-headless`` in the same venv).
+
 The full-range model stores sparse fp16 weights (DENSIFY + DEQUANTIZE ops), which generic
 converters such as tflite2onnx reject; this script folds every constant to dense float32 and
 translates the few op types BlazeFace uses (NHWC in TFLite, NCHW in ONNX). The detector options
@@ -312,17 +315,40 @@ class Converter:
         self.activation(o.FusedActivationFunction(), outs[0], pre)
 
 
+def check(tflite_model: bytes, onnx_model: onnx.ModelProto, image_path: Path, size: int) -> float:
+    """Largest absolute difference between TFLite and ONNX Runtime outputs on one image."""
+    import cv2
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    rgb = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+    x = (cv2.resize(rgb, (size, size)).astype(np.float32) / 127.5 - 1.0)[None]
+    interpreter = Interpreter(model_content=tflite_model)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    expected = sorted((interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()),
+                      key=lambda a: -a.shape[-1])  # regressors (…×16) first
+    got = ort.InferenceSession(onnx_model.SerializeToString()).run(None, {"input": x})
+    return max(float(np.abs(a - b).max()) for a, b in zip(expected, got))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("wheel", type=Path, help="mediapipe-0.10.21 wheel (.whl)")
     parser.add_argument("--out", type=Path, default=ASSETS)
+    parser.add_argument("--check", type=Path, metavar="IMAGE", help="compare with the TFLite interpreter on IMAGE")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(args.wheel) as zf:
         bindings = zf.read(next(n for n in zf.namelist() if BINDINGS.search(n)))
         for variant, member in MODELS.items():
-            model = Converter(zf.read(member)).convert()
+            tflite_model = zf.read(member)
+            model = Converter(tflite_model).convert()
             options = read_options(bindings, member)
+            if args.check:
+                diff = check(tflite_model, model, args.check, options["input_width"])
+                print(f"{variant}: max |TFLite - ONNX| = {diff:.2e} on {args.check}")
             options["source"] = f"{args.wheel.name}:{member}"
             helper.set_model_props(model, {"blazeface": json.dumps(options)})
             path = args.out / f"blazeface_{variant}.onnx"
