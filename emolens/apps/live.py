@@ -70,7 +70,7 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     try:
         result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
                                detect_every=detect_every, max_frames=max_frames, max_seconds=max_seconds,
-                               on_frame=on_frame)
+                               show_fps=True, on_frame=on_frame)
     finally:
         if window:
             cv2.destroyAllWindows()

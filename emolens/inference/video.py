@@ -161,10 +161,11 @@ FrameCallback = Callable[[np.ndarray, list[FaceResult], int], bool]
 
 def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Path | None = None,
                   detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
-                  bars: bool = True, on_frame: FrameCallback | None = None) -> VideoResult:
+                  bars: bool = True, show_fps: bool = False, on_frame: FrameCallback | None = None) -> VideoResult:
     """Analyse a video file, camera index or stream URL.
 
-    ``annotate_to``: write the annotated video there (mp4v). ``on_frame(annotated_bgr, faces,
+    ``annotate_to``: write the annotated video there (mp4v; ``show_fps`` adds the processing
+    rate). ``on_frame(annotated_bgr, faces,
     frame_number)`` is called for every processed frame and may return False to stop (live window).
     A source without a single readable frame raises InputError; a video without faces gives an
     empty timeline.
@@ -193,7 +194,7 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
                     faces = analyzer.process(frame)
                     result.add_frame(index, time_s, faces)
                     if writer is not None or on_frame is not None:
-                        shown = annotate(frame, faces, fps=meter.tick(), bars=bars)
+                        shown = annotate(frame, faces, fps=meter.tick() if show_fps else None, bars=bars)
                         if writer is not None:
                             writer.write(shown)
                         if on_frame is not None and on_frame(shown, faces, index) is False:
