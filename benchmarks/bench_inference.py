@@ -58,14 +58,15 @@ def bench_classifiers(paths: list[Path], runs: int, frame_bgr: np.ndarray) -> li
         clf = EmotionClassifier(path)
         s = clf.crop
         faces = np.random.default_rng(0).integers(0, 256, (64, s.size, s.size, s.channels), dtype=np.uint8)
-        one = median_ms(lambda: clf.predict_proba(faces[:1]), runs)
-        batch = median_ms(lambda: clf.predict_proba(faces), max(5, runs // 5))
-        rows.append({"model": path.stem, "input": f"{s.size}x{s.size}x{s.channels}", "ms_per_face_batch1": round(one, 3),
-                     "faces_per_s_batch64": round(64 / batch * 1000)})
+        one = median_ms(lambda c=clf, f=faces: c.predict_proba(f[:1]), runs)
+        batch = median_ms(lambda c=clf, f=faces: c.predict_proba(f), max(5, runs // 5))
+        rows.append({"model": path.stem, "input": f"{s.size}x{s.size}x{s.channels}",
+                     "ms_per_face_batch1": round(one, 3), "faces_per_s_batch64": round(64 / batch * 1000)})
     try:
         from fer import FER  # the `fer` package, when installed
     except ImportError:
-        rows.append({"model": "fer (package)", "note": "not installed here; see /work/shared/notes/peer-classifiers.md"})
+        rows.append({"model": "fer (package)",
+                     "note": "not installed here; see /work/shared/notes/peer-classifiers.md"})
     else:  # its public API detects and classifies: timed per 640x480 frame with one face
         fer = FER()
         rows.append({"model": "fer (package)", "note": "detect_emotions(), ms per 640x480 frame incl. its detector",
@@ -102,10 +103,10 @@ def bench_detectors(names: list[str], runs: int) -> list[dict]:
         row: dict = {"detector": name}
         for w, h in SIZES:
             frame = cv2.resize(face_frame, (w, h))
-            row[f"ms_{w}x{h}"] = round(median_ms(lambda: det.detect(frame), runs), 2)
-        cartoon_small = [cv2.resize(f, (640, 480)) for f in cartoon]
-        row["ms_640x480_no_face"] = round(median_ms(lambda: [det.detect(f) for f in cartoon_small[::10]], 3, 1)
-                                          / len(cartoon_small[::10]), 2)
+            row[f"ms_{w}x{h}"] = round(median_ms(lambda d=det, f=frame: d.detect(f), runs), 2)
+        sample = [cv2.resize(f, (640, 480)) for f in cartoon[::10]]
+        per_sample = median_ms(lambda d=det, s=sample: [d.detect(f) for f in s], 3, 1)
+        row["ms_640x480_no_face"] = round(per_sample / len(sample), 2)
         found = {p: len(det.detect(img)) for p, img in photos.items()}
         row["found"] = f"{sum(min(found[p], n) for p, n in PHOTOS.items())}/{sum(PHOTOS.values())}"
         row["extra_on_photos"] = sum(max(0, found[p] - n) for p, n in PHOTOS.items())
@@ -117,8 +118,8 @@ def bench_detectors(names: list[str], runs: int) -> list[dict]:
                 f = background.copy()
                 ch, cw = small.shape[:2]
                 f[200:200 + ch, 300:300 + cw] = small
-                hits += any(300 <= (d.box[0] + d.box[2]) / 2 <= 300 + cw and 200 <= (d.box[1] + d.box[3]) / 2 <= 200 + ch
-                            for d in det.detect(f))
+                centres = [((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2) for d in det.detect(f)]
+                hits += any(300 <= x <= 300 + cw and 200 <= y <= 200 + ch for x, y in centres)
             row[f"found_{width}px"] = f"{hits}/{len(crops)}"
         rows.append(row)
     return rows

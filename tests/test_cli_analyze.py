@@ -8,7 +8,7 @@ import shutil
 
 import cv2
 import pytest
-from test_inference_support import model_path  # noqa: F401  (fixture)
+from test_inference_support import model_path
 from typer.testing import CliRunner
 
 from emolens.apps.cli import app
@@ -33,9 +33,9 @@ def folder(tmp_path, media):
     return d
 
 
-def test_analyze_images_json_csv_annotate(model_path, media, tmp_path):  # noqa: F811
+def test_analyze_images_json_csv_annotate(media, tmp_path):
     out = tmp_path / "out"
-    r = run("analyze", media / "pyfeat_multi_face.jpg", media / "deepface_couple.jpg", "--model", model_path,
+    r = run("analyze", media / "pyfeat_multi_face.jpg", media / "deepface_couple.jpg", "--model", model_path(),
             "--json", out / "r.json", "--csv", out / "r.csv", "--annotate", out / "ann")
     assert r.exit_code == 0, r.output
     assert "5 face(s)" in r.output and "2 analysed, 0 failed" in r.output
@@ -48,9 +48,9 @@ def test_analyze_images_json_csv_annotate(model_path, media, tmp_path):  # noqa:
     assert annotated.shape == original.shape and (annotated != original).any()
 
 
-def test_analyze_folder_reports_failures_and_continues(model_path, folder, tmp_path):  # noqa: F811
+def test_analyze_folder_reports_failures_and_continues(folder, tmp_path):
     out = tmp_path / "out"
-    r = run("analyze", folder, tmp_path / "missing.png", "--model", model_path, "--json", out / "r.json",
+    r = run("analyze", folder, tmp_path / "missing.png", "--model", model_path(), "--json", out / "r.json",
             "--csv", out / "r.csv", "--annotate", out / "ann", "--detect-every", "3")
     assert r.exit_code == 1, r.output
     assert "3 analysed, 2 failed" in r.output
@@ -69,27 +69,27 @@ def test_analyze_folder_reports_failures_and_continues(model_path, folder, tmp_p
         assert (out / "ann" / name).is_file(), name
 
 
-def test_analyze_video_outputs_next_to_json(model_path, media, tmp_path):  # noqa: F811
-    r = run("analyze", media / "pyfeat_no_face.mp4", "--model", model_path, "--json", tmp_path / "r.json")
+def test_analyze_video_outputs_next_to_json(media, tmp_path):
+    r = run("analyze", media / "pyfeat_no_face.mp4", "--model", model_path(), "--json", tmp_path / "r.json")
     assert r.exit_code == 0, r.output
     assert "no face found" in r.output
     assert json.loads((tmp_path / "pyfeat_no_face.json").read_text())["timeline"] == []
     assert (tmp_path / "pyfeat_no_face.timeline.png").is_file()
 
 
-def test_analyze_bad_model_and_detector(model_path, media, tmp_path):  # noqa: F811
+def test_analyze_bad_model_and_detector(media, tmp_path):
     image = media / "pyfeat_multi_face.jpg"
     for args, message in ((("--model", "no-such-model"), "bundled model 'no-such-model'"),
                           (("--model", tmp_path / "x.onnx"), "does not exist"),
-                          (("--model", model_path, "--detector", "nope"), "unknown face detector 'nope'")):
+                          (("--model", model_path(), "--detector", "nope"), "unknown face detector 'nope'")):
         r = run("analyze", image, *args)
         assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
 
 
 @pytest.mark.parametrize("video,faces", [("pyfeat_single_face.mp4", 1), ("pyfeat_no_face.mp4", 0)])
-def test_live_headless_writes_video_and_timeline(model_path, media, tmp_path, video, faces):  # noqa: F811
+def test_live_headless_writes_video_and_timeline(media, tmp_path, video, faces):
     out = tmp_path / "live"
-    r = run("live", "--source", media / video, "--no-window", "--out", out, "--model", model_path,
+    r = run("live", "--source", media / video, "--no-window", "--out", out, "--model", model_path(),
             "--detector", "blazeface")
     assert r.exit_code == 0, r.output
     stem = video.removesuffix(".mp4")
@@ -100,8 +100,8 @@ def test_live_headless_writes_video_and_timeline(model_path, media, tmp_path, vi
     assert (out / f"{stem}.timeline.png").is_file() and (out / f"{stem}.timeline.csv").is_file()
 
 
-def test_live_missing_camera_and_no_display(model_path, tmp_path):  # noqa: F811
-    r = run("live", "--source", "99", "--no-window", "--out", tmp_path, "--model", model_path)
+def test_live_missing_camera_and_no_display(tmp_path):
+    r = run("live", "--source", "99", "--no-window", "--out", tmp_path, "--model", model_path())
     assert r.exit_code == 2 and "camera 99: cannot be opened" in " ".join(r.output.split())
-    r = run("live", "--source", "0", "--model", model_path)  # headless OpenCV build: no window possible
+    r = run("live", "--source", "0", "--model", model_path())  # headless OpenCV build: no window possible
     assert r.exit_code == 2 and "--no-window" in r.output

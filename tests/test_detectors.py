@@ -8,7 +8,11 @@ import pytest
 from test_inference_support import video_frames
 
 from emolens.inference.detectors import create_detector, list_detectors
-from emolens.inference.detectors.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
+from emolens.inference.detectors.blazeface import (
+    BlazeFaceDetector,
+    ssd_anchors,
+    weighted_nms,
+)
 from emolens.inference.images import load_image
 
 ALL = ["blazeface", "blazeface-short", "haar"]

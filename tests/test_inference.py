@@ -13,8 +13,13 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from test_inference_support import bundled_model, model_path  # noqa: F401  (fixtures)
-from test_inference_support import FER_CLASSES, make_dev_model, video_frames
+from test_inference_support import (
+    FER_CLASSES,
+    make_dev_model,
+    model_path,
+    require_bundled_model,
+    video_frames,
+)
 
 import emolens
 from emolens.inference.classifier import EmotionClassifier, list_bundled_models
@@ -27,8 +32,8 @@ from emolens.inference.video import analyze_video, iter_frames, write_video_outp
 
 
 @pytest.fixture(scope="module")
-def rec(model_path) -> Recognizer:
-    return Recognizer(model=model_path)
+def rec() -> Recognizer:
+    return Recognizer(model=model_path())
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +139,9 @@ def test_missing_bundled_model_lists_available():
         EmotionClassifier.load("/nowhere/model.onnx")
 
 
-def test_bundled_default_model_finds_smiles(bundled_model, group):
+def test_bundled_default_model_finds_smiles(group):
     """Model quality: the five people in the group photo are all smiling."""
+    require_bundled_model()
     result = Recognizer().analyze(group)
     assert len(result.faces) == 5
     assert sum(f.emotion == "happy" for f in result.faces) >= 4, [f.emotion for f in result.faces]
@@ -215,7 +221,8 @@ def test_video_single_face_stable_id_and_outputs(rec, media, tmp_path):
     video = analyze_video(rec, media / "pyfeat_single_face.mp4", annotate_to=tmp_path / "a.mp4", detect_every=2)
     assert video.frames == video.processed == 72 and video.fps == pytest.approx(30, abs=0.5)
     assert {r["face_id"] for r in video.timeline} == {0}
-    assert len(video.timeline) >= 70 and [r["frame"] for r in video.timeline] == sorted(r["frame"] for r in video.timeline)
+    frame_numbers = [r["frame"] for r in video.timeline]
+    assert len(frame_numbers) >= 70 and frame_numbers == sorted(frame_numbers)
     summary = video.summary()
     assert len(summary) == 1 and sum(summary[0]["share"].values()) == pytest.approx(1.0)
     assert video.to_dataframe().shape[0] == len(video.timeline)
@@ -227,10 +234,10 @@ def test_video_single_face_stable_id_and_outputs(rec, media, tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-def test_video_smoothing_reduces_jitter(model_path, media):
+def test_video_smoothing_reduces_jitter(media):
     path = media / "pyfeat_single_face.mp4"
-    rough = analyze_video(Recognizer(model=model_path, smoothing=0.0), path, max_frames=30)
-    smooth = analyze_video(Recognizer(model=model_path, smoothing=0.8), path, max_frames=30)
+    rough = analyze_video(Recognizer(model=model_path(), smoothing=0.0), path, max_frames=30)
+    smooth = analyze_video(Recognizer(model=model_path(), smoothing=0.8), path, max_frames=30)
     col = f"p_{rough.classes[0]}"
 
     def jitter(v):
@@ -269,8 +276,9 @@ def test_live_reader_drops_frames_for_a_slow_consumer(media):
     assert seen == sorted(set(seen)) and len(seen) < 72 and seen[-1] == 71
 
 
-def test_bundled_default_model_sees_the_smile_grow(bundled_model, media):
+def test_bundled_default_model_sees_the_smile_grow(media):
     """Model quality: pyfeat_single_face.mp4 goes from neutral to a smile."""
+    require_bundled_model()
     video = analyze_video(Recognizer(), media / "pyfeat_single_face.mp4")
     happy = [r["p_happy"] for r in video.timeline]
     assert np.mean(happy[-15:]) > np.mean(happy[:15]) + 0.2

@@ -1,13 +1,17 @@
 """Shared helpers for the inference tests (no tests here).
 
-``model_path`` is the bundled ``default`` model once it ships; until then an untrained linear
+``model_path()`` is the bundled ``default`` model once it ships; until then an untrained linear
 model with the right ONNX interface, built on the fly, so plumbing tests run either way.
-Model-quality tests use ``bundled_model`` and are skipped while it is missing.
+Model-quality tests call ``require_bundled_model()``, which skips them while it is missing.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -42,15 +46,17 @@ def make_dev_model(path: Path, size: int = 48, channels: int = 1, classes: list[
     return path
 
 
-@pytest.fixture(scope="session")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@cache
+def model_path() -> Path:
+    """The bundled default model, or (until it ships) a dev model in a temporary folder."""
     if BUNDLED.is_file():
         return BUNDLED
-    return make_dev_model(tmp_path_factory.mktemp("model") / "dev.onnx")
+    folder = tempfile.mkdtemp(prefix="emolens-dev-model-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return make_dev_model(Path(folder) / "dev.onnx")
 
 
-@pytest.fixture(scope="session")
-def bundled_model() -> Path:
+def require_bundled_model() -> Path:
     if not BUNDLED.is_file():
         pytest.skip(f"model-quality check needs the bundled model {BUNDLED}, which has not been added yet")
     return BUNDLED

@@ -61,7 +61,8 @@ class Recognizer:
         return self._faces(detections, probs)
 
     def _faces(self, detections: Sequence[Detection], probs: np.ndarray) -> list[FaceResult]:
-        return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p)))) for d, p in zip(detections, probs)]
+        return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p), strict=True)))
+                for d, p in zip(detections, probs, strict=True)]
 
     def analyze(self, image: ImageInput, color: Color = "rgb") -> ImageResult:
         """Faces and emotions in one image; no face gives an empty ``faces`` list.
@@ -83,12 +84,15 @@ class Recognizer:
         if not images:
             return []
         names = list(sources) if sources is not None else [describe(i) for i in images]
+        if len(names) != len(images):
+            raise ValueError(f"{len(images)} images but {len(names)} sources")
         rgbs = [load_image(i, color, self.max_pixels) for i in images]
         detections = [self.detect(rgb) for rgb in rgbs]
-        crops = [self.classifier.crops(rgb, [d.box for d in dets]) for rgb, dets in zip(rgbs, detections)]
+        crops = [self.classifier.crops(rgb, [d.box for d in dets]) for rgb, dets in zip(rgbs, detections, strict=True)]
         probs = self.classifier.predict_proba(np.concatenate(crops), batch_size=batch_size)
         results, start = [], 0
-        for name, rgb, dets in zip(names, rgbs, detections):
-            results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], self._faces(dets, probs[start:start + len(dets)])))
+        for name, rgb, dets in zip(names, rgbs, detections, strict=True):
+            faces = self._faces(dets, probs[start:start + len(dets)])
+            results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], faces))
             start += len(dets)
         return results

@@ -267,7 +267,8 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path, stem: str) -> 
                     for s in result.summary()]
     summary_cols = ["face_id", "frames", "first_s", "last_s", "dominant", *(f"share_{c}" for c in result.classes)]
     paths = {
-        "timeline_csv": write_text(out / f"{stem}.timeline.csv", rows_to_csv(result.timeline, timeline_columns(result.classes))),
+        "timeline_csv": write_text(out / f"{stem}.timeline.csv",
+                                   rows_to_csv(result.timeline, timeline_columns(result.classes))),
         "json": write_text(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1)),
         "summary_csv": write_text(out / f"{stem}.summary.csv", rows_to_csv(summary_rows, summary_cols)),
         "plot": plot_timeline(result, out / f"{stem}.timeline.png"),

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def analyze(
     inputs: list[Path] = typer.Argument(..., help="images, video files, or folders of them (searched recursively)"),
     json_out: Path | None = typer.Option(None, "--json", help="write all results to this JSON file"),
-    csv_out: Path | None = typer.Option(None, "--csv", help="write one row per face (per frame for videos) to this CSV"),
+    csv_out: Path | None = typer.Option(None, "--csv", help="one row per face (per frame for videos) to this CSV"),
     annotate_dir: Path | None = typer.Option(None, "--annotate", help="folder for annotated images and videos"),
     model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
@@ -84,7 +84,7 @@ def analyze(
 
 def live(
     source: str = typer.Option("0", "--source", "-s", help="camera index, video file or stream URL"),
-    no_window: bool = typer.Option(False, "--no-window", help="headless: write the annotated video and timeline to --out"),
+    no_window: bool = typer.Option(False, "--no-window", help="headless: write annotated video and timeline to --out"),
     out: Path | None = typer.Option(None, "--out", "-o", help="output folder (annotated video, timeline, snapshots)"),
     model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),

@@ -105,7 +105,8 @@ class BlazeFaceDetector:
         self.verify_score = VERIFY_SCORE[variant] if verify_score is None else float(verify_score)
         self.max_verify = max_verify
         self.context = context
-        self.iou_threshold = float(self.options["min_suppression_threshold"] if iou_threshold is None else iou_threshold)
+        default_iou = self.options["min_suppression_threshold"]
+        self.iou_threshold = float(default_iou if iou_threshold is None else iou_threshold)
         if len(self.anchors) != self.options["num_boxes"]:
             raise RuntimeError(f"{len(self.anchors)} anchors generated, the model has {self.options['num_boxes']}")
 
