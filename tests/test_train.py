@@ -129,9 +129,15 @@ def test_distributed_two_gloo_processes(fer_small, tmp_path):
         "-m", "emolens.training", "--data", str(fer_small), "--out", str(out), "--epochs", "1",
         "--batch-size", "16", "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "× 2 processes" in proc.stdout + proc.stderr
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=240)
+    finally:  # a hung rendezvous must not leave workers behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, output[-3000:]
+    assert "× 2 processes" in output
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     ckpt = load_checkpoint(out / "last.pt")
     # 210 training faces, 2 ranks × 16 per batch, drop_last: 6 batches per rank per epoch.
