@@ -147,3 +147,13 @@ def test_export_and_evaluate_cli(fer_small, tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "missing.pt"), "--data", str(fer_small),
                                  "--out", str(tmp_path / "rep")])
     assert result.exit_code == 2 and "missing.pt" in result.output
+
+
+def test_detect_counts_photos_without_a_face_as_errors(affectnet_small, tmp_path):
+    ckpt = _checkpoint(tmp_path / "m.pt", FER)
+    r = evaluate_model(ckpt, affectnet_small, tmp_path / "d", detect=True, log=QUIET)
+    missing = r["skipped"]["no_face_found"]
+    assert 0 <= missing < r["n"] and r["detect"] is True
+    # a photo without a face is a wrong prediction that falls in no column
+    assert np.asarray(r["confusion_matrix"]).sum() == r["n"] - missing
+    assert r["accuracy"] <= (r["n"] - missing) / r["n"]

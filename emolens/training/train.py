@@ -146,12 +146,8 @@ def _load_split_arrays(dataset, name: str, crop: CropSpec, cfg: TrainConfig, inf
     return arrays
 
 
-def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns a summary dict."""
-    from emolens.data import load_dataset
-    from emolens.data.loader import ArrayLoader
-
-    run_dir = Path(cfg.out)
+def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.DistInfo, str]:
+    """Device, process group, CPU threads and precision; returns the resolved config."""
     device = resolve_device(cfg.device)
     info = distributed.setup(device)
     if device.type == "cuda":
@@ -171,17 +167,19 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         channels=cfg.channels or model_info.channels,
         world_size=info.world_size,
     )
-    if not info.is_main:
-        log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
-    seed_everything(cfg.seed + info.rank)
-    crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin)
+    return cfg, device, info, amp_why
+
+
+def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distributed.DistInfo, log: Log):
+    """Class list, train and validation loaders over the cached arrays, and the training labels."""
+    from emolens.data import load_dataset
+    from emolens.data.loader import ArrayLoader
 
     selection = ClassSelection.parse(cfg.keep, cfg.drop, cfg.merge)
     dataset = load_dataset(cfg.data, format=cfg.format, selection=selection, seed=cfg.seed, box_margin=cfg.margin)
     val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
     if "train" not in dataset.splits or val_name is None:
         raise ValueError(f"{cfg.data}: training needs a train split and a val/test split, found {', '.join(dataset.splits)}")
-    classes = list(dataset.classes)
     x_train, y_train = _load_split_arrays(dataset, "train", crop, cfg, info)
     x_val, y_val = _load_split_arrays(dataset, val_name, crop, cfg, info)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
@@ -190,8 +188,21 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         augment=make_augment(cfg.augment, cfg.input_size), **common,
     )
     val_loader = ArrayLoader(x_val, y_val, cfg.batch_size * 2, shuffle=False, **common)
-    log(f"data: {cfg.data} ({dataset.format}), classes {', '.join(classes)}; "
+    log(f"data: {cfg.data} ({dataset.format}), classes {', '.join(dataset.classes)}; "
         f"train {len(y_train)}, {val_name} {len(y_val)} images at {crop.size}px×{crop.channels}")
+    return list(dataset.classes), train_loader, val_loader, y_train
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns a summary dict."""
+    run_dir = Path(cfg.out)
+    cfg, device, info, amp_why = _setup(cfg)
+    amp = cfg.amp
+    if not info.is_main:
+        log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
+    seed_everything(cfg.seed + info.rank)
+    crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin)
+    classes, train_loader, val_loader, y_train = _loaders(cfg, crop, device, info, log)
 
     model = create_model(cfg.model, len(classes), cfg.input_size, cfg.channels)
     if cfg.init and not resume:
