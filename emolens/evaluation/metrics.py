@@ -32,10 +32,9 @@ def compute_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
     labels: Sequence[str],
-    probs: np.ndarray | None = None,
 ) -> dict:
     """accuracy, macro/weighted F1, per-class precision/recall/F1/support, the confusion matrix
-    (rows = true, columns = predicted, in ``labels`` order), ECE (when ``probs`` are given) and n.
+    (rows = true, columns = predicted, in ``labels`` order) and n.
 
     ``y_true``/``y_pred`` are indices into ``labels``; a prediction of -1 (e.g. no face found)
     counts as wrong and falls in no column.
@@ -58,5 +57,4 @@ def compute_metrics(
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
         "labels": list(labels),
-        "ece": expected_calibration_error(probs, y_true) if probs is not None else None,
     }

@@ -200,10 +200,10 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     amp = cfg.amp
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
-    seed_everything(cfg.seed + info.rank)
     crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin)
     classes, train_loader, val_loader, y_train = _loaders(cfg, crop, device, info, log)
 
+    seed_everything(cfg.seed + info.rank)
     model = create_model(cfg.model, len(classes), cfg.input_size, cfg.channels)
     if cfg.init and not resume:
         report = init_from(model, cfg.init)
@@ -248,7 +248,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / "config.json")
+        cfg.save(run_dir / CONFIG)
         writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_epoch)
 
     meta = {

@@ -94,7 +94,10 @@ def train_cmd(
                 raise _fail("--data and --out are required (or --resume RUN_DIR)")
             cfg = TrainConfig(**given)
         fit(cfg, resume=resume is not None)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; continue with: emolens train --resume {resume or out}", err=True)
+        raise typer.Exit(code=130) from None
+    except (ValueError, FileNotFoundError, KeyError, ArithmeticError) as e:
         raise _fail(str(e)) from e
 
 
