@@ -123,3 +123,15 @@ def test_init_rejects_unrelated_files(tmp_path):
     torch.save({"x": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no parameter name matches"):
         init_from(create_model("mini-xception", 7), tmp_path / "other.pt")
+
+
+def test_models_cli_lists_every_family():
+    from typer.testing import CliRunner
+
+    from emolens.apps.cli import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in NAMES:
+        assert name in result.output
+    assert "0.05 M" in result.output and "48×48" in result.output and "224×224" in result.output

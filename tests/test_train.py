@@ -142,3 +142,16 @@ def test_distributed_two_gloo_processes(fer_small, tmp_path):
     ckpt = load_checkpoint(out / "last.pt")
     # 210 training faces, 2 ranks × 16 per batch, drop_last: 6 batches per rank per epoch.
     assert int(next(iter(ckpt["optimizer"]["state"].values()))["step"]) == 6
+
+
+def test_cli_imports_without_torch():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'sklearn', 'onnx'): raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import emolens.apps.cli, emolens.training.config, emolens.evaluation.plots\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
