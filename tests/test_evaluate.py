@@ -140,6 +140,8 @@ def test_export_and_evaluate_cli(fer_small, tmp_path):
                                  "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert "top-1 agreement 1.0000" in result.output
+    result = runner.invoke(app, ["export", str(ckpt), "--out", str(tmp_path / "bare.onnx")])
+    assert result.exit_code == 0 and "no check on real faces" in result.output  # no run config, no --data
     result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m.onnx"), "--data", str(fer_small),
                                  "--out", str(tmp_path / "rep"), "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output

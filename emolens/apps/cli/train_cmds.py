@@ -163,9 +163,10 @@ def export_cmd(
     try:
         path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['model_name']}, classes {', '.join(meta['classes'])}")
-        data = data or Path(load_checkpoint(checkpoint).get("config", {}).get("data", ""))
-        if not str(data) or not data.exists():
-            typer.secho(f"no check on real faces: dataset {str(data) or '(none)'} not found; give --data", fg=typer.colors.YELLOW, err=True)
+        run_data = load_checkpoint(checkpoint).get("config", {}).get("data")
+        data = data or (Path(run_data) if run_data else None)
+        if data is None or not data.exists():
+            typer.secho(f"no check on real faces: dataset {data or '(none)'} not found; give --data", fg=typer.colors.YELLOW, err=True)
             if int8 and int8_mode == "static":
                 raise _fail("static int8 needs calibration faces: give --data")
             faces = labels = None
