@@ -19,7 +19,7 @@ from emolens.inference.classifier import EmotionClassifier
 from emolens.inference.detectors import Detection, Detector, create_detector
 from emolens.inference.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.results import FaceResult, ImageResult
-from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
+from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker, check_smoothing
 
 
 class Recognizer:
@@ -36,9 +36,7 @@ class Recognizer:
                  smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS, **detector_opts: Any):
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
         self.detector = create_detector(detector, **detector_opts) if isinstance(detector, str) else detector
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.smoothing = smoothing
+        self.smoothing = check_smoothing(smoothing)
         self.max_pixels = max_pixels
 
     @property

@@ -17,6 +17,12 @@ from emolens.inference.results import FaceResult
 DEFAULT_SMOOTHING = 0.6
 
 
+def check_smoothing(value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1) (0 turns it off), got {value}")
+    return float(value)
+
+
 @dataclass
 class Track:
     face_id: int
@@ -30,9 +36,7 @@ class FaceTracker:
 
     def __init__(self, smoothing: float = DEFAULT_SMOOTHING, iou_threshold: float = 0.3,
                  max_distance: float = 0.75, max_missed: int = 15):
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.smoothing = smoothing
+        self.smoothing = check_smoothing(smoothing)
         self.iou_threshold = iou_threshold
         self.max_distance = max_distance  # centroid fallback, in face widths
         self.max_missed = max_missed  # frames a face may go unseen before its id is retired
