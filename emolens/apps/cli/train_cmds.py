@@ -5,7 +5,6 @@ torch is imported inside the command bodies, so ``import emolens.apps.cli`` work
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
