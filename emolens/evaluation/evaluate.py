@@ -55,6 +55,8 @@ def predict_tta(predictor: Predictor, faces: np.ndarray, mode: str, batch_size: 
 
 @dataclass
 class Samples:
+    """Model-ready faces of one split, with their labels."""
+
     faces: np.ndarray  # uint8 N×S×S×C, model-ready
     labels: np.ndarray  # indices into the data classes
     missing: np.ndarray  # bool N: no face found (only with detection)
