@@ -70,3 +70,14 @@ class MiniXception(nn.Module):
 def mini_xception(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
     # Fully convolutional with global pooling: any input size works.
     return MiniXception(num_classes, channels, **kwargs)
+
+
+@register_model(
+    "mini-xception-wide",
+    input_size=48,
+    channels=1,
+    description="mini-Xception at twice the width: more accuracy, still real-time on CPU",
+)
+def mini_xception_wide(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    kwargs.setdefault("widths", (32, 64, 128, 256))
+    return MiniXception(num_classes, channels, **kwargs)
