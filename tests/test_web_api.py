@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")

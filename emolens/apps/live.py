@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from emolens.inference.errors import InputError
-from emolens.inference.outputs import atomic_path
+from emolens.io import atomic_path
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.video import analyze_video, is_camera, write_video_outputs

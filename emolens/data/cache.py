@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from emolens.data.datasets import DatasetError, DatasetWarning, Split
 from emolens.data.preprocess import resize_to
+from emolens.io import atomic_path
 
 _CACHE_VERSION = 1
 _CHUNK = 256
@@ -98,11 +99,5 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
 
 
 def _write_cache(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)

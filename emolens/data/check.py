@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from emolens.io import atomic_write
 from emolens.data.datasets import ArraySplit, DatasetWarning, FileSplit, Split, load_dataset
 
 
@@ -186,12 +186,8 @@ def plot_distribution(report: CheckReport, out: Path) -> Path:
     ax.set_title(f"class distribution: {Path(report.root).name} ({report.format})")
     ax.legend()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix or '.png'}")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out)
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return out

@@ -14,7 +14,7 @@ import numpy as np
 
 from emolens.data import load_arrays, load_dataset
 from emolens.data.preprocess import crop_face, resize_to
-from emolens.evaluation.io import write_json
+from emolens.io import write_json
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error
 from emolens.evaluation.plots import plot_confusion_matrix
 from emolens.evaluation.predictors import Predictor, load_predictor

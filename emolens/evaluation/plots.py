@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the headless backend)
 import numpy as np  # noqa: E402
 
-from emolens.evaluation.io import atomic_write  # noqa: E402
+from emolens.io import atomic_write  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

@@ -23,7 +23,7 @@ import numpy as np
 from emolens.inference.annotate import annotate
 from emolens.inference.detectors import Detection
 from emolens.inference.errors import InputError
-from emolens.inference.outputs import atomic_path, write_text
+from emolens.io import atomic_path, write_text
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emolens.evaluation.io import atomic_write
+from emolens.io import atomic_write
 from emolens.models.registry import create_model
 
 LAST = "last.pt"

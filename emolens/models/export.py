@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from emolens.data.preprocess import normalize
-from emolens.evaluation.io import atomic_write
+from emolens.io import atomic_write
 from emolens.models.checkpoint import load_model
 
 DEFAULT_OPSET = 17

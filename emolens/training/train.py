@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from emolens.data.preprocess import CropSpec
-from emolens.evaluation.io import atomic_write
+from emolens.io import atomic_write
 from emolens.evaluation.plots import plot_curves
 from emolens.labels import ClassSelection
 from emolens.models import create_model, get_model_info

@@ -178,7 +178,7 @@ def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
     import cv2
 
     from emolens.inference.annotate import annotate
-    from emolens.inference.outputs import atomic_path
+    from emolens.io import atomic_path
 
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     with atomic_path(out) as tmp:
@@ -231,7 +231,7 @@ def _print_summary(console: Any, video: Any) -> None:
 
 def _write_outputs(json_out: Path | None, csv_out: Path | None, entries: list[dict], rows: list[dict],
                    errors: list[dict], classes: tuple[str, ...]) -> None:
-    from emolens.inference.outputs import write_text
+    from emolens.io import write_text
     from emolens.inference.video import rows_to_csv
 
     if json_out:
