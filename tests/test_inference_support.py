@@ -57,8 +57,7 @@ def model_path() -> Path:
 
 
 def require_bundled_model() -> Path:
-    if not BUNDLED.is_file():
-        pytest.skip(f"model-quality check needs the bundled model {BUNDLED}, which has not been added yet")
+    assert BUNDLED.is_file(), f"the bundled default model {BUNDLED} is missing: it ships with the package"
     return BUNDLED
 
 

@@ -1,0 +1,35 @@
+"""Every model that ships inside the package loads offline and classifies real photos sensibly."""
+
+from __future__ import annotations
+
+import pytest
+
+from emolens.inference.classifier import EmotionClassifier, list_bundled_models
+from emolens.inference.recognizer import Recognizer
+from emolens.labels import EMOTIONS
+
+BUNDLED = list_bundled_models()
+
+
+def test_the_default_models_ship():
+    assert {"fer2013", "fer2013-fast"} <= set(BUNDLED)
+    assert EmotionClassifier.load("default").classes == EmotionClassifier.load("fer2013").classes
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_metadata(name):
+    clf = EmotionClassifier.load(name)
+    assert len(clf.classes) >= 7 and set(clf.classes) <= set(EMOTIONS)
+    assert clf.crop.channels in (1, 3) and clf.crop.size >= 32
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_sees_the_smiles(name, media):
+    """The five people in pyfeat_multi_face.jpg all smile; the obama/biden photo has two faces."""
+    rec = Recognizer(model=name)
+    faces = rec.analyze(media / "pyfeat_multi_face.jpg").faces
+    assert len(faces) == 5
+    assert sum(f.emotion == "happy" for f in faces) >= 4, [f.emotion for f in faces]
+    for f in faces:
+        assert sum(f.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+    assert len(rec.analyze(media / "face_recognition_obama_and_biden.jpg").faces) == 2
