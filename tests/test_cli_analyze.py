@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import cv2
 import pytest
@@ -100,8 +103,33 @@ def test_live_headless_writes_video_and_timeline(media, tmp_path, video, faces):
     assert (out / f"{stem}.timeline.png").is_file() and (out / f"{stem}.timeline.csv").is_file()
 
 
-def test_live_missing_camera_and_no_display(tmp_path):
+def test_live_missing_camera_and_no_display(tmp_path, monkeypatch):
     r = run("live", "--source", "99", "--no-window", "--out", tmp_path, "--model", model_path())
     assert r.exit_code == 2 and "camera 99: cannot be opened" in " ".join(r.output.split())
-    r = run("live", "--source", "0", "--model", model_path())  # headless OpenCV build: no window possible
+    monkeypatch.delenv("DISPLAY", raising=False)  # headless OpenCV and no screen for tkinter
+    r = run("live", "--source", "0", "--model", model_path())
     assert r.exit_code == 2 and "--no-window" in r.output
+
+
+@pytest.mark.slow
+def test_live_window_on_a_virtual_screen(tmp_path, media, monkeypatch):
+    """The headless OpenCV build has no GUI: the live window falls back to tkinter."""
+    xvfb = shutil.which("Xvfb")
+    if not xvfb:
+        pytest.skip("Xvfb is not installed (.ci/run installs it)")
+    display = ":97"
+    screen = subprocess.Popen([xvfb, display, "-screen", "0", "800x600x24"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{display[1:]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        monkeypatch.setenv("DISPLAY", display)
+        r = run("live", "--source", media / "pyfeat_single_face.mp4", "--max-frames", "15",
+                "--out", tmp_path, "--model", model_path())
+        assert r.exit_code == 0, r.output
+        assert "15 of 15 frames analysed" in " ".join(r.output.split())
+        assert (tmp_path / "pyfeat_single_face.timeline.csv").is_file()
+    finally:
+        screen.terminate()
+        screen.wait(timeout=10)

@@ -41,14 +41,57 @@ def source_stem(source: str | int) -> str:
     return f"camera{source}" if is_camera(source) else Path(str(source)).stem or "stream"
 
 
-def _check_gui() -> None:
-    try:
+class _CvWindow:
+    """OpenCV's own window (opencv-python builds with a GUI)."""
+
+    def __init__(self) -> None:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
-    except cv2.error as e:
-        raise InputError(
-            "this OpenCV build cannot open windows (opencv-python-headless): run with --no-window, "
-            "or install opencv-python for the on-screen view"
-        ) from e
+
+    def show(self, frame: np.ndarray) -> str:
+        cv2.imshow(WINDOW, frame)
+        key = cv2.waitKey(1) & 0xFF
+        return "" if key == 255 else chr(key)
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+class _TkWindow:
+    """A tkinter window (standard library) for the default headless OpenCV build, which has no GUI."""
+
+    def __init__(self) -> None:
+        import tkinter as tk
+
+        self.root = tk.Tk()
+        self.root.title(WINDOW)
+        self.label = tk.Label(self.root)
+        self.label.pack()
+        self.keys: list[str] = []
+        self.root.bind("<Key>", lambda event: self.keys.append(event.char))
+        self.root.protocol("WM_DELETE_WINDOW", lambda: self.keys.append("q"))
+
+    def show(self, frame: np.ndarray) -> str:
+        from PIL import Image, ImageTk
+
+        photo = ImageTk.PhotoImage(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+        self.label.configure(image=photo)
+        self.label.image = photo  # tkinter keeps no reference of its own
+        self.root.update()
+        return self.keys.pop(0) if self.keys else ""
+
+    def close(self) -> None:
+        self.root.destroy()
+
+
+def _open_window() -> _CvWindow | _TkWindow:
+    try:
+        return _CvWindow()
+    except cv2.error:
+        pass  # headless OpenCV: fall back to tkinter
+    try:
+        return _TkWindow()
+    except Exception as e:  # no tkinter, or no display to open a window on
+        raise InputError(f"cannot open a window ({e}): run with --no-window to write the annotated video instead") from e
 
 
 def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path | None = None, window: bool = True,
@@ -63,17 +106,17 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     stem = source_stem(source)
     out = Path(out_dir) if out_dir is not None else None
     on_frame = None
-    if window:
-        _check_gui()
-        on_frame = _window_callback(out or Path.cwd(), stem)
+    viewer = _open_window() if window else None
+    if viewer:
+        on_frame = _window_callback(viewer, out or Path.cwd(), stem)
     start = time.perf_counter()
     try:
         result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
                                detect_every=detect_every, max_frames=max_frames, max_seconds=max_seconds,
                                show_fps=True, on_frame=on_frame)
     finally:
-        if window:
-            cv2.destroyAllWindows()
+        if viewer:
+            viewer.close()
     wall = time.perf_counter() - start
     outputs = write_video_outputs(result, out, stem) if out else {}
     if out:
@@ -81,16 +124,15 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     return LiveRun(result, outputs, wall)
 
 
-def _window_callback(snapshot_dir: Path, stem: str):
+def _window_callback(viewer: _CvWindow | _TkWindow, snapshot_dir: Path, stem: str):
     def show(frame: np.ndarray, faces: list[FaceResult], index: int) -> bool:
-        cv2.imshow(WINDOW, frame)
-        key = cv2.waitKey(1) & 0xFF
-        if key == ord("s"):
+        key = viewer.show(frame)
+        if key == "s":
             path = snapshot_dir / f"{stem}-snapshot-{index:06d}.jpg"
             with atomic_path(path) as tmp:
                 if not cv2.imwrite(str(tmp), frame):
                     raise OSError(f"cannot write snapshot {path}")
             print(f"snapshot saved: {path}")
-        return key not in (ord("q"), 27)
+        return key not in ("q", "\x1b")
 
     return show
