@@ -46,7 +46,7 @@ def test_train_cli_writes_a_complete_run(fer_small, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     model, meta = load_model(out)
     assert meta["classes"] == ["anger", "fear", "happy", "neutral", "sad", "surprise"]
-    assert meta["crop"] == {"size": 48, "channels": 1, "margin": 0.1, "square": True}
+    assert meta["crop"] == {"size": 48, "channels": 1, "margin": 0.1, "square": True, "contrast": "none"}
     assert meta["epoch"] == meta["best_epoch"]
     assert meta["best_val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows), abs=1e-5)
     assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 6)

@@ -17,7 +17,7 @@ from emolens.data.datasets import DatasetError, DatasetWarning, Split
 from emolens.data.preprocess import resize_to
 from emolens.io import atomic_path
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _CHUNK = 256
 
 
@@ -26,28 +26,30 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EMOLENS_CACHE", "~/.cache/emolens")).expanduser()
 
 
-def cache_path(split: Split, size: int, channels: int, cache_dir: Path | None = None) -> Path:
+def cache_path(split: Split, size: int, channels: int, cache_dir: Path | None = None, contrast: str = "none") -> Path:
     """The cache file for ``split`` at size×size×channels (its name holds a hash of every input)."""
-    key = hashlib.sha256(f"{_CACHE_VERSION}:{split.fingerprint()}:{size}:{channels}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{_CACHE_VERSION}:{split.fingerprint()}:{size}:{channels}:{contrast}".encode()).hexdigest()[:24]
     return Path(cache_dir or default_cache_dir()) / f"{split.name}-{size}px-{channels}ch-{key}.npz"
 
 
 def load_arrays(
-    split: Split, size: int, channels: int, cache_dir: Path | None = None, workers: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """All samples of ``split`` as (N, size, size, channels) uint8 and int64 labels.
+    split: Split, size: int, channels: int, cache_dir: Path | None = None, workers: int = 2, contrast: str = "none",
+    *, with_keys: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """All samples of ``split`` as (N, size, size, channels) uint8 and int64 labels (and, with
+    ``with_keys``, each sample's :meth:`Split.key`).
 
     Decoded once with :func:`preprocess.resize_to` and cached; the cache key covers the file list,
-    sizes, mtimes, boxes, margin, labels and classes. Unreadable images are skipped with a
+    sizes, mtimes, boxes, margin, labels, classes and contrast. Unreadable images are skipped with a
     :class:`DatasetWarning` naming them (also on later cache hits).
     """
-    path = cache_path(split, size, channels, cache_dir)
+    path = cache_path(split, size, channels, cache_dir, contrast)
     cached = _read_cache(path)
     if cached is None:
-        images, labels, skipped = _decode(split, size, channels, workers)
-        _write_cache(path, images=images, labels=labels, skipped=np.asarray(skipped, dtype=str))
+        images, labels, kept, skipped = _decode(split, size, channels, workers, contrast)
+        _write_cache(path, images=images, labels=labels, kept=kept, skipped=np.asarray(skipped, dtype=str))
     else:
-        images, labels, skipped = cached
+        images, labels, kept, skipped = cached
     if len(skipped):
         warnings.warn(
             f"split {split.name!r}: skipped {len(skipped)} unreadable image(s): "
@@ -56,10 +58,14 @@ def load_arrays(
             DatasetWarning,
             stacklevel=2,
         )
+    if with_keys:
+        return images, labels, np.asarray([split.key(int(i)) for i in kept], dtype=str)
     return images, labels
 
 
-def _decode(split: Split, size: int, channels: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _decode(
+    split: Split, size: int, channels: int, workers: int, contrast: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     n = len(split)
     images = np.empty((n, size, size, channels), np.uint8)
     ok = np.ones(n, bool)
@@ -69,7 +75,7 @@ def _decode(split: Split, size: int, channels: int, workers: int) -> tuple[np.nd
         stop = min(start + _CHUNK, n)
         for i in range(start, stop):
             try:
-                images[i] = resize_to(split.read(i), size, channels)
+                images[i] = resize_to(split.read(i), size, channels, contrast)
             except DatasetError as e:
                 ok[i] = False
                 errors.append(str(e))
@@ -85,15 +91,15 @@ def _decode(split: Split, size: int, channels: int, workers: int) -> tuple[np.nd
         for done, errors in pool.map(decode_chunk, range(0, n, _CHUNK)):
             skipped += errors
             progress.advance(task, done)
-    return images[ok], split.labels[ok].astype(np.int64), skipped
+    return images[ok], split.labels[ok].astype(np.int64), np.flatnonzero(ok), skipped
 
 
-def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None:
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return z["images"], z["labels"], z["skipped"].tolist()
+            return z["images"], z["labels"], z["kept"], z["skipped"].tolist()
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache is rebuilt
         return None
 

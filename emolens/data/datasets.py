@@ -8,6 +8,8 @@ Supported layouts (``format=``):
 - ``yolo``: a YOLO ``data.yaml`` with ``<split>/images`` and ``<split>/labels/*.txt``.
 - ``class-folders``: ``<class>/`` folders without splits, split here (stratified, seeded).
 - ``eval-folder``: ``<class>/`` folders used as one evaluation split ``"eval"`` as they are.
+- ``packed``: an ``.npz`` written by :func:`emolens.data.pack.pack_dataset` — faces already cut
+  and sized, with labels and sample keys (a compact copy to train elsewhere, e.g. on a GPU host).
 
 Images are decoded with OpenCV into uint8 RGB (H×W×3) or grayscale (H×W×1).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import warnings
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +32,7 @@ import yaml
 from emolens.data.preprocess import crop_box
 from emolens.labels import FER2013_CSV_LABELS, ClassSelection, canonical_or_none
 
-FORMATS: tuple[str, ...] = ("split-folders", "fer2013-csv", "yolo", "class-folders", "eval-folder")
+FORMATS: tuple[str, ...] = ("split-folders", "fer2013-csv", "yolo", "class-folders", "eval-folder", "packed")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -109,6 +112,11 @@ class Split(ABC):
         """Where sample i comes from, for messages."""
 
     @abstractmethod
+    def key(self, i: int) -> str:
+        """A stable id of sample i inside its dataset (e.g. its path relative to the dataset root):
+        soft labels and teacher outputs are matched to samples by it."""
+
+    @abstractmethod
     def take(self, indices: np.ndarray, classes: list[str], labels: np.ndarray) -> Split:
         """A split of the samples at ``indices``, relabelled with ``labels`` over ``classes``."""
 
@@ -136,6 +144,8 @@ class FileSplit(Split):
     paths: list[Path] = field(default_factory=list)
     boxes: np.ndarray | None = None
     box_margin: float = 0.0
+    root: Path | None = None  # keys are paths relative to it
+    box_lines: np.ndarray | None = None  # each box's line in its YOLO label file
 
     def read(self, i: int) -> np.ndarray:
         image = read_image(self.paths[i])
@@ -152,6 +162,11 @@ class FileSplit(Split):
     def describe(self, i: int) -> str:
         return str(self.paths[i])
 
+    def key(self, i: int) -> str:
+        path = self.paths[i]
+        rel = path.relative_to(self.root).as_posix() if self.root is not None else path.name
+        return rel if self.box_lines is None else f"{rel}#{int(self.box_lines[i])}"
+
     def _sources(self) -> Iterator[bytes]:
         yield repr(self.box_margin).encode()
         if self.boxes is not None:
@@ -166,29 +181,40 @@ class FileSplit(Split):
             labels=labels,
             paths=[self.paths[i] for i in indices],
             boxes=None if self.boxes is None else self.boxes[indices],
+            box_lines=None if self.box_lines is None else self.box_lines[indices],
         )
 
 
 @dataclass(eq=False)
 class ArraySplit(Split):
-    """Samples held as decoded pixels (fer2013.csv); ``rows`` are 1-based data row numbers."""
+    """Samples held as decoded pixels: fer2013.csv (``rows`` are 1-based data row numbers) or a
+    packed dataset (``keys`` are the original samples' keys)."""
 
     pixels: np.ndarray = field(default_factory=lambda: np.empty((0, _CSV_SIDE, _CSV_SIDE, 1), np.uint8))
     rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     source: Path = Path()
+    keys: np.ndarray | None = None
 
     def read(self, i: int) -> np.ndarray:
         return self.pixels[i].copy()
 
     def describe(self, i: int) -> str:
+        if self.keys is not None:
+            return f"{self.source.name}: {self.keys[i]}"
         return f"{self.source.name} row {int(self.rows[i])}"
+
+    def key(self, i: int) -> str:
+        return str(self.keys[i]) if self.keys is not None else f"row{int(self.rows[i])}"
 
     def _sources(self) -> Iterator[bytes]:
         yield _file_signature(self.source)
         yield np.ascontiguousarray(self.rows, dtype=np.int64).tobytes()
 
     def take(self, indices: np.ndarray, classes: list[str], labels: np.ndarray) -> ArraySplit:
-        return replace(self, classes=classes, labels=labels, pixels=self.pixels[indices], rows=self.rows[indices])
+        return replace(
+            self, classes=classes, labels=labels, pixels=self.pixels[indices], rows=self.rows[indices],
+            keys=None if self.keys is None else self.keys[indices],
+        )
 
 
 @dataclass(eq=False)
@@ -200,6 +226,11 @@ class Dataset:
     classes: list[str]
     splits: dict[str, Split]
     warnings: list[str] = field(default_factory=list)
+    name: str = ""  # a short name for reports and sample keys (default: the folder or file name)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.root.stem if self.root.is_file() else self.root.name
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (aliases: validation/valid/val/publictest → "val", ...)."""
@@ -230,7 +261,10 @@ def load_dataset(
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {format!r}: expected auto or one of {', '.join(FORMATS)}")
     issues: list[str] = []
-    if fmt == "split-folders":
+    name = ""
+    if fmt == "packed":
+        name, classes, splits = _read_packed(path)
+    elif fmt == "split-folders":
         classes, splits = _read_split_folders(path)
     elif fmt == "fer2013-csv":
         classes, splits = _read_csv(_csv_file(path), issues)
@@ -241,25 +275,27 @@ def load_dataset(
         classes = sorted(files)
         paths, labels = _flatten(classes, files)
         if fmt == "eval-folder":
-            splits = {"eval": FileSplit("eval", classes, labels, paths=paths)}
+            splits = {"eval": FileSplit("eval", classes, labels, paths=paths, root=path)}
         else:
             splits = {
-                name: FileSplit(name, classes, labels[idx], paths=[paths[i] for i in idx])
-                for name, idx in stratified_split(labels, split_ratios, seed).items()
+                split_name: FileSplit(split_name, classes, labels[idx], paths=[paths[i] for i in idx], root=path)
+                for split_name, idx in stratified_split(labels, split_ratios, seed).items()
             }
     if selection is not None and not selection.is_identity:
         classes, splits = _apply_selection(classes, splits, selection)
-    return Dataset(root=path, format=fmt, classes=classes, splits=splits, warnings=issues)
+    return Dataset(root=path, format=fmt, classes=classes, splits=splits, warnings=issues, name=name)
 
 
 def detect_format(path: Path) -> str:
     """Guess the layout of ``path``; a folder of class folders is ``class-folders`` (never ``eval-folder``)."""
     if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "packed"
         if path.suffix.lower() == ".csv":
             return "fer2013-csv"
         if path.suffix.lower() in (".yaml", ".yml"):
             return "yolo"
-        raise DatasetError(f"{path}: a file that is neither a .csv nor a YOLO .yaml; expected {_LAYOUTS_HELP}")
+        raise DatasetError(f"{path}: a file that is neither a .csv, a YOLO .yaml nor a packed .npz; expected {_LAYOUTS_HELP}")
     if not path.is_dir():
         raise DatasetError(f"{path}: no such folder")
     if (path / "data.yaml").is_file():
@@ -363,7 +399,7 @@ def _read_split_folders(path: Path) -> tuple[list[str], dict[str, Split]]:
     splits: dict[str, Split] = {}
     for name, files in per_split.items():
         paths, labels = _flatten(classes, files)
-        splits[name] = FileSplit(name, classes, labels, paths=paths)
+        splits[name] = FileSplit(name, classes, labels, paths=paths, root=path)
     return classes, splits
 
 
@@ -474,11 +510,13 @@ def _read_yolo(path: Path, box_margin: float, issues: list[str]) -> tuple[list[s
         raise DatasetError(
             f"{yaml_path}: no split folders; expected train/images and valid/images (or train:/val: in the yaml)"
         )
-    splits = {name: _yolo_split(name, classes, d, box_margin, issues) for name, d in images_dirs.items()}
+    splits = {name: _yolo_split(name, classes, d, box_margin, issues, root) for name, d in images_dirs.items()}
     return classes, splits
 
 
-def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: float, issues: list[str]) -> FileSplit:
+def _yolo_split(
+    name: str, classes: list[str], images_dir: Path, box_margin: float, issues: list[str], root: Path
+) -> FileSplit:
     labels_dir = images_dir.parent / "labels" if images_dir.name == "images" else images_dir
     images = {p.stem: p for p in _images_in(images_dir)}
     label_files = {p.stem: p for p in labels_dir.glob("*.txt")} if labels_dir.is_dir() else {}
@@ -493,6 +531,7 @@ def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: flo
     paths: list[Path] = []
     labels: list[int] = []
     boxes: list[list[float]] = []
+    lines_of_boxes: list[int] = []
     empty: list[str] = []
     for stem in sorted(images.keys() & label_files.keys()):
         label_file = label_files[stem]
@@ -512,6 +551,7 @@ def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: flo
             paths.append(images[stem])
             labels.append(cls)
             boxes.append(box)
+            lines_of_boxes.append(line_no)
     if empty:
         _warn(issues, f"{labels_dir}: {len(empty)} empty label file(s) (no face box), skipped: {_first(empty)}")
     return FileSplit(
@@ -521,7 +561,35 @@ def _yolo_split(name: str, classes: list[str], images_dir: Path, box_margin: flo
         paths=paths,
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         box_margin=box_margin,
+        root=root,
+        box_lines=np.asarray(lines_of_boxes, np.int64),
     )
+
+
+def _read_packed(path: Path) -> tuple[str, list[str], dict[str, Split]]:
+    """A packed dataset (see :mod:`emolens.data.pack`): name, classes and its splits."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: cannot read packed dataset ({e}); expected an .npz written by `emolens data pack`") from e
+    try:
+        classes = [str(c) for c in arrays["classes"]]
+        name = str(arrays["name"])
+        splits: dict[str, Split] = {}
+        for split_name in (s for s in (*SPLITS, "eval") if f"{s}_images" in arrays):
+            images, labels = arrays[f"{split_name}_images"], arrays[f"{split_name}_labels"].astype(np.int64)
+            if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+                raise DatasetError(f"{path}: split {split_name!r} is not uint8 N×H×W×C images with N labels")
+            splits[split_name] = ArraySplit(
+                split_name, classes, labels, pixels=images, rows=np.arange(1, len(labels) + 1),
+                source=path, keys=arrays[f"{split_name}_keys"],
+            )
+    except KeyError as e:
+        raise DatasetError(f"{path}: packed dataset lacks {e}; expected an .npz written by `emolens data pack`") from e
+    if not splits:
+        raise DatasetError(f"{path}: packed dataset holds no splits")
+    return name, classes, splits
 
 
 def _apply_selection(

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from emolens.data.datasets import DatasetError, DatasetWarning, Split
 from emolens.data.preprocess import MEAN, STD, resize_to
+from emolens.data.sources import epoch_indices
 
 
 class _BatchLoader:
@@ -32,12 +33,14 @@ class _BatchLoader:
         seed: int,
         rank: int,
         world_size: int,
+        mix: tuple[list[int], list[float]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
-        self.n = n
+        self.mix = mix
+        self.n = sum(int(round(w * k)) for k, w in zip(*mix)) if mix else n
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -60,15 +63,17 @@ class _BatchLoader:
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
     def _batches(self) -> list[np.ndarray]:
-        order = (
-            np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
-        )
+        rng = np.random.default_rng((self.seed, self.epoch))
+        if self.mix:
+            order = epoch_indices(*self.mix, rng)
+        else:
+            order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         if self.world_size > 1:  # pad by wrapping around so every rank gets the same count
             order = np.resize(order, self._shard_size() * self.world_size)[self.rank :: self.world_size]
         return [order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
     def _finish(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, int64 labels."""
+        """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, labels or targets."""
         non_blocking = self.device.type == "cuda"
         x = images.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float()
         x = (x * (1.0 / 255.0) - MEAN) / STD
@@ -78,7 +83,8 @@ class _BatchLoader:
 
 
 class ArrayLoader(_BatchLoader):
-    """Batches from in-memory uint8 N×H×W×C images (kept on ``device`` once) and int labels."""
+    """Batches from in-memory uint8 N×H×W×C images (kept on ``device`` once) and int labels or
+    float N×K soft targets; ``mix`` = (source sizes, sampling weights) of concatenated sources."""
 
     def __init__(
         self,
@@ -92,14 +98,19 @@ class ArrayLoader(_BatchLoader):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        mix: tuple[list[int], list[float]] | None = None,
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
             raise ValueError(
                 f"expected uint8 N×H×W×C images and as many labels, got {images.dtype} {images.shape}, {len(labels)} labels"
             )
-        super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size)
+        if mix is not None and sum(mix[0]) != len(images):
+            raise ValueError(f"mix sizes {mix[0]} do not add up to {len(images)} images")
+        super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size, mix)
         self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        self._labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+        labels = np.asarray(labels)
+        dtype = np.float32 if labels.dtype.kind == "f" else np.int64
+        self._labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=dtype)).to(self.device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for idx in self._batches():

@@ -15,21 +15,29 @@ import numpy as np
 MEAN = 0.5
 STD = 0.5
 
+#: Contrast normalisations of a resized face: ``none``, or ``equalize`` — global histogram
+#: equalisation (of the luma for RGB), which is how the FER2013 release's pixels were made.
+CONTRASTS: tuple[str, ...] = ("none", "equalize")
+
 
 @dataclass(frozen=True)
 class CropSpec:
     """How faces are cut and sized for a model.
 
     ``margin`` widens a detected box by that fraction of its size on each side before the crop;
-    ``square`` makes the crop square around the box centre (faces are not distorted).
+    ``square`` makes the crop square around the box centre (faces are not distorted);
+    ``contrast`` is applied to the resized face (see :data:`CONTRASTS`).
     """
 
     size: int = 48
     channels: int = 1
     margin: float = 0.1
     square: bool = True
+    contrast: str = "none"
 
     def __post_init__(self) -> None:
+        if self.contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {', '.join(CONTRASTS)}, got {self.contrast!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.size < 8:
@@ -40,7 +48,7 @@ class CropSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> CropSpec:
-        return cls(**{k: d[k] for k in ("size", "channels", "margin", "square") if k in d})
+        return cls(**{k: d[k] for k in ("size", "channels", "margin", "square", "contrast") if k in d})
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -58,13 +66,28 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image, 3, axis=2)
 
 
-def resize_to(image: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resize an already-cropped face to size×size and convert its colour mode."""
+def equalize(image: np.ndarray) -> np.ndarray:
+    """Histogram-equalise a uint8 H×W×1 face, or the luma of an H×W×3 RGB face."""
+    if image.shape[2] == 1:
+        return cv2.equalizeHist(np.ascontiguousarray(image[:, :, 0]))[:, :, None]
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    ycrcb[:, :, 0] = cv2.equalizeHist(np.ascontiguousarray(ycrcb[:, :, 0]))
+    return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
+
+
+def resize_to(image: np.ndarray, size: int, channels: int, contrast: str = "none") -> np.ndarray:
+    """Resize an already-cropped face to size×size, convert its colour mode and normalise its contrast."""
     h, w = image.shape[:2]
     if (h, w) != (size, size):
         interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
         image = cv2.resize(image, (size, size), interpolation=interp)
-    return to_channels(image, channels)
+    image = to_channels(image, channels)
+    return equalize(image) if contrast == "equalize" else image
+
+
+def prepare(face: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """An already-cropped face as ``spec``'s model input (uint8 size×size×channels)."""
+    return resize_to(face, spec.size, spec.channels, spec.contrast)
 
 
 def expand_box(
@@ -103,7 +126,7 @@ def crop_box(
 
 def crop_face(image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec) -> np.ndarray:
     """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects."""
-    return resize_to(crop_box(image, box, spec.margin, spec.square), spec.size, spec.channels)
+    return prepare(crop_box(image, box, spec.margin, spec.square), spec)
 
 
 def normalize(batch: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from emolens.data import load_arrays, load_dataset
 from emolens.data.preprocess import crop_face, resize_to
 from emolens.io import write_json
-from emolens.evaluation.metrics import compute_metrics, expected_calibration_error
+from emolens.evaluation.metrics import compute_metrics, expected_calibration_error, fit_temperature, rescale
 from emolens.evaluation.plots import plot_confusion_matrix
 from emolens.evaluation.predictors import Predictor, load_predictor
 from emolens.labels import match_classes
@@ -60,11 +60,15 @@ class Samples:
     faces: np.ndarray  # uint8 N×S×S×C, model-ready
     labels: np.ndarray  # indices into the data classes
     missing: np.ndarray  # bool N: no face found (only with detection)
+    keys: np.ndarray  # each sample's key in its dataset
 
 
 def _dataset_faces(split, predictor: Predictor, cache_dir: Path | None) -> Samples:
-    faces, labels = load_arrays(split, predictor.crop.size, predictor.crop.channels, cache_dir=cache_dir)
-    return Samples(faces, labels, np.zeros(len(labels), bool))
+    crop = predictor.crop
+    faces, labels, keys = load_arrays(
+        split, crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast, with_keys=True
+    )
+    return Samples(faces, labels, np.zeros(len(labels), bool), keys)
 
 
 def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
@@ -96,7 +100,22 @@ def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
             continue
         box = max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
         faces[i] = crop_face(rgb, tuple(box), spec)
-    return Samples(faces, np.asarray(split.labels), missing)
+    return Samples(faces, np.asarray(split.labels), missing, np.asarray([split.key(i) for i in range(len(paths))]))
+
+
+def _votes_accuracy(probs: np.ndarray, classes: list[str], keys: np.ndarray, votes: str | Path) -> tuple[float, int]:
+    """Accuracy against the plurality of the crowd votes, over the voted classes the model knows."""
+    from emolens.data.sources import vote_matrix, plurality, read_votes
+
+    vote_classes, table = read_votes(votes)
+    known = [c for c in vote_classes if c in classes]
+    truth = plurality(vote_matrix(keys, table, vote_classes, vote_classes))
+    columns = [classes.index(c) for c in known]
+    pred = np.array([vote_classes.index(known[j]) for j in probs[:, columns].argmax(axis=1)]) if len(probs) else truth
+    has = truth >= 0
+    if not has.any():
+        raise ValueError(f"{votes}: no vote row matches an evaluated image (paths must be relative to the dataset root)")
+    return float((pred[has] == truth[has]).mean()), int(has.sum())
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,10 +137,15 @@ def evaluate_model(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
+    votes: str | Path | None = None,
     log: Log = print,
 ) -> dict:
     """Evaluate ``model`` (run folder, .pt, .onnx or bundled name) on a split of ``data``; writes
-    ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir`` and returns the report."""
+    ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir`` and returns the report.
+
+    With ``votes`` (a FER+-style votes CSV for the dataset's images), the report also holds
+    ``votes_accuracy``: agreement with each image's single most-voted class (ties and images
+    without votes left out), predictions restricted to the voted classes the model knows."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     predictor = load_predictor(model, device)
@@ -159,11 +183,22 @@ def evaluate_model(
         return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
 
     found = ~missing
+    full = predict_tta(predictor, faces[found], tta, batch_size)
     probs = np.zeros((len(faces), len(shared)), np.float32)
-    probs[found] = restricted(predict_tta(predictor, faces[found], tta, batch_size))
+    probs[found] = restricted(full)
     y_pred = np.where(found, probs.argmax(axis=1), -1)
     report = compute_metrics(y_true, y_pred, shared)
     report["ece"] = expected_calibration_error(probs[found], y_true[found])  # over images with a face
+    if found.any():
+        t = fit_temperature(probs[found], y_true[found])
+        report["temperature_fit"] = {
+            "temperature": t, "ece": expected_calibration_error(rescale(probs[found], t), y_true[found]),
+            "note": "relative to the model's own temperature; fitted on this split",
+        }
+    if votes is not None:
+        report["votes_accuracy"], report["votes_n"] = _votes_accuracy(
+            full, list(predictor.classes), samples.keys[keep][found], votes
+        )
     if tta != "none":
         plain = restricted(predictor.predict_proba(faces[found], batch_size)).argmax(axis=1)
         report["accuracy_without_tta"] = float((plain == y_true[found]).sum() / max(len(y_true), 1))

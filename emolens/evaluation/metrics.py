@@ -28,6 +28,22 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece)
 
 
+def rescale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities re-softmaxed at ``temperature`` (softmax(log p / T))."""
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature (0.5–3, step 0.01) that minimises the negative log-likelihood of ``y_true``."""
+    y = np.asarray(y_true)
+    grid = np.round(np.arange(0.5, 3.0001, 0.01), 2)
+    nll = [-np.log(np.clip(rescale(probs, t)[np.arange(len(y)), y], 1e-12, None)).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
 def compute_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,

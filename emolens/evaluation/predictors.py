@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from emolens.data.preprocess import CropSpec, normalize, resize_to
+from emolens.data.preprocess import CropSpec, normalize, prepare
 
 
 class Predictor(Protocol):
@@ -45,7 +45,7 @@ class TorchPredictor:
         if faces.ndim == 3:
             faces = faces[None]
         if faces.shape[1:] != (spec.size, spec.size, spec.channels):
-            faces = np.stack([resize_to(f, spec.size, spec.channels) for f in faces])
+            faces = np.stack([prepare(f, spec) for f in faces])
         out = [np.zeros((0, len(self.classes)), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(faces), batch_size):

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from emolens.data.preprocess import CONTRASTS
 from emolens.io import write_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -22,7 +23,7 @@ class TrainConfig:
     ReduceLROnPlateau on validation accuracy (×0.1 after 5 flat epochs, down to 1e-6),
     early stopping after 10, gradient clipping at 1.0."""
 
-    data: str
+    data: list[str]  # one or more sources, ``PATH[,key=value...]`` (see emolens.data.sources)
     out: str
     model: str = "mini-xception"
     format: str = "auto"
@@ -32,6 +33,7 @@ class TrainConfig:
     input_size: int | None = None  # None: the model's default
     channels: int | None = None
     margin: float = 0.1  # face-box margin of the crop spec (box datasets are cut with it too)
+    contrast: str = "none"  # contrast normalisation of the crop spec: none | equalize
     epochs: int = 60
     batch_size: int = 64  # per process
     lr: float = 1e-3
@@ -49,6 +51,10 @@ class TrainConfig:
     amp: str = "auto"  # resolved to fp16 / bf16 / off
     augment: str = "default"
     seed: int = 0
+    select: str = "mean"  # checkpoint selection: mean of the sources' val accuracies, or one source's name
+    teacher: str | None = None  # saved teacher outputs (`emolens teach`) to distil from
+    distill_weight: float = 0.5  # share of the teacher's probabilities in each matched target
+    teacher_members: str | None = None  # comma-separated teacher indices to average (default all)
     init: str | None = None
     workers: int = 0  # CPU threads per process; 0 = all available cores shared by local processes
     device: str = "auto"  # resolved to cpu / cuda / cuda:N
@@ -56,9 +62,17 @@ class TrainConfig:
     world_size: int = 1  # resolved from the torchrun environment
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, str):  # a single path, as configs before multi-dataset training held
+            self.data = [self.data]
+        self.data = [str(d) for d in self.data]
+        if not self.data:
+            raise ValueError("at least one --data source is required")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         for name, allowed in (
             ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
             ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),
+            ("contrast", CONTRASTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

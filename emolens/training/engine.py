@@ -16,13 +16,15 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from emolens.training.losses import masked_logits, target_classes
+
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
     """Mixed-precision context for ``device`` (a no-op when ``amp_dtype`` is None)."""
     return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
 
-def _global_sums(*values: float, device: torch.device) -> list[float]:
+def global_sums(*values: float, device: torch.device) -> list[float]:
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -81,13 +83,14 @@ def train_one_epoch(
             optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
-        n = y.numel()
+        n = len(y)
         loss_sum += loss.item() * n
-        correct += (logits.argmax(1) == y).sum().item()
+        pred = (masked_logits(logits, y) if y.is_floating_point() else logits).argmax(1)
+        correct += (pred == target_classes(y)).sum().item()
         seen += n
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
     elapsed = time.perf_counter() - start
-    loss_sum, correct, seen = _global_sums(loss_sum, correct, seen, device=device)
+    loss_sum, correct, seen = global_sums(loss_sum, correct, seen, device=device)
     seen = max(seen, 1)
     return {"loss": loss_sum / seen, "acc": correct / seen, "images": seen, "images_per_s": seen / max(elapsed, 1e-9)}
 
@@ -129,6 +132,6 @@ def evaluate(
     n = len(labels)
     loss_sum = criterion(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)).item() * n if n else 0.0
     correct = float((logits.argmax(1) == labels).sum()) if n else 0.0
-    loss_sum, correct, n = _global_sums(loss_sum, correct, float(n), device=device)
+    loss_sum, correct, n = global_sums(loss_sum, correct, float(n), device=device)
     n = max(n, 1)
     return {"loss": loss_sum / n, "acc": correct / n, "images": n}

@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from emolens.data.loader import ArrayLoader
 from emolens.data.preprocess import CropSpec
-from emolens.io import atomic_write
+from emolens.data.sources import (
+    SourceData, SourceSpec, load_source, mix_targets, smooth_targets, source_classes, union_classes,
+)
 from emolens.evaluation.plots import plot_curves
-from emolens.labels import ClassSelection
+from emolens.io import atomic_write
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import BEST, LAST, init_from, load_checkpoint, save_checkpoint
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
-from emolens.training.engine import evaluate, train_one_epoch
+from emolens.training.engine import global_sums, predict_logits, train_one_epoch
+from emolens.training.losses import SoftTargetCrossEntropy, target_classes
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -133,19 +137,6 @@ def write_history(history: list[dict[str, float]], run_dir: Path) -> None:
     atomic_write(run_dir / HISTORY, write)
 
 
-def _load_split_arrays(dataset, name: str, crop: CropSpec, cfg: TrainConfig, info: distributed.DistInfo):
-    """Decoded uint8 arrays from the on-disk cache; rank 0 builds the cache, the others wait."""
-    from emolens.data import load_arrays
-
-    split = dataset.split(name)
-    if not info.is_main:
-        distributed.barrier()
-    arrays = load_arrays(split, crop.size, crop.channels, cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None)
-    if info.is_main:
-        distributed.barrier()
-    return arrays
-
-
 def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.DistInfo, str]:
     """Device, process group, CPU threads and precision; returns the resolved config."""
     device = resolve_device(cfg.device)
@@ -170,27 +161,112 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.Dis
     return cfg, device, info, amp_why
 
 
-def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distributed.DistInfo, log: Log):
-    """Class list, train and validation loaders over the cached arrays, and the training labels."""
-    from emolens.data import load_dataset
-    from emolens.data.loader import ArrayLoader
+@dataclass
+class ValSet:
+    """One source's validation split: its loader (labels, or N×2 labels and vote pluralities) and
+    the classes it defines."""
 
-    selection = ClassSelection.parse(cfg.keep, cfg.drop, cfg.merge)
-    dataset = load_dataset(cfg.data, format=cfg.format, selection=selection, seed=cfg.seed, box_margin=cfg.margin)
-    val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
-    if "train" not in dataset.splits or val_name is None:
-        raise ValueError(f"{cfg.data}: training needs a train split and a val/test split, found {', '.join(dataset.splits)}")
-    x_train, y_train = _load_split_arrays(dataset, "train", crop, cfg, info)
-    x_val, y_val = _load_split_arrays(dataset, val_name, crop, cfg, info)
+    name: str
+    loader: Any
+    mask: torch.Tensor
+
+
+def _sources(cfg: TrainConfig) -> list[SourceSpec]:
+    """The run's sources; the run-wide --format/--keep/--drop/--merge fill what a source leaves open."""
+    specs = [SourceSpec.parse(text) for text in cfg.data]
+    specs = [
+        replace(
+            s, format=s.format if s.format != "auto" else cfg.format, keep=s.keep or cfg.keep,
+            drop=s.drop or cfg.drop, merge=s.merge or cfg.merge,
+        )
+        for s in specs
+    ]
+    names = [s.name or Path(s.path).stem for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two --data sources share a name ({', '.join(names)}); give each a name=...")
+    return specs
+
+
+def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceData], log: Log) -> list[np.ndarray]:
+    """Each source's training targets mixed with the saved teacher outputs (``cfg.teacher``)."""
+    from emolens.training.teach import load_teacher_outputs
+
+    outputs = load_teacher_outputs(cfg.teacher, classes, members=cfg.teacher_members)
+    mixed = []
+    for src in sources:
+        probs = outputs.lookup(src.name, src.train_keys)
+        matched = int((~np.isnan(probs).all(axis=1)).sum())
+        log(f"teacher {cfg.teacher}: {matched} of {len(probs)} {src.name} training images matched "
+            f"(distill weight {cfg.distill_weight})")
+        mixed.append(mix_targets(src.train_targets, probs, cfg.distill_weight))
+    return mixed
+
+
+def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distributed.DistInfo, log: Log):
+    """Class list, the train loader over every source, one validation set per source, and the
+    training targets. Rank 0 builds the decode caches first; the others wait and read them."""
+    specs = _sources(cfg)
+    classes = union_classes([source_classes(s, cfg.seed) for s in specs])
+    if not info.is_main:
+        distributed.barrier()
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    sources = [load_source(s, classes, crop, seed=cfg.seed, cache_dir=cache_dir) for s in specs]
+    if info.is_main:
+        distributed.barrier()
+    targets = _teacher_targets(cfg, classes, sources, log) if cfg.teacher else [s.train_targets for s in sources]
+    targets = smooth_targets(np.concatenate(targets), cfg.label_smoothing)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     train_loader = ArrayLoader(
-        x_train, y_train, cfg.batch_size, shuffle=True, drop_last=True,
-        augment=make_augment(cfg.augment, cfg.input_size), **common,
+        np.concatenate([s.train_images for s in sources]), targets, cfg.batch_size, shuffle=True, drop_last=True,
+        augment=make_augment(cfg.augment, cfg.input_size),
+        mix=([len(s.train_targets) for s in sources], [s.weight for s in sources]) if len(sources) > 1 else None,
+        **common,
     )
-    val_loader = ArrayLoader(x_val, y_val, cfg.batch_size * 2, shuffle=False, **common)
-    log(f"data: {cfg.data} ({dataset.format}), classes {', '.join(dataset.classes)}; "
-        f"train {len(y_train)}, {val_name} {len(y_val)} images at {crop.size}px×{crop.channels}")
-    return list(dataset.classes), train_loader, val_loader, y_train
+    val_sets = [
+        ValSet(
+            s.name,
+            ArrayLoader(
+                s.val_images, s.val_labels if s.val_vote_labels is None else np.stack([s.val_labels, s.val_vote_labels], 1),
+                cfg.batch_size * 2, shuffle=False, **common,
+            ),
+            torch.from_numpy(s.mask),
+        )
+        for s in sources
+    ]
+    for s in sources:
+        log(f"data: {s.name} ({', '.join(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
+            f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
+            + "".join(f"; {note}" for note in s.notes))
+    if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
+        raise ValueError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
+    return classes, train_loader, val_sets, targets
+
+
+def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype, select: str) -> dict[str, float]:
+    """Per source: accuracy (and accuracy against the vote plurality where votes exist) with
+    predictions restricted to the source's classes; ``acc`` is the selection metric and ``loss``
+    the mean cross-entropy over every validation image."""
+    out: dict[str, float] = {}
+    loss_sum = seen = 0.0
+    for v in val_sets:
+        logits, labels = predict_logits(model, v.loader, device, amp_dtype=amp_dtype)
+        votes = labels[:, 1] if labels.ndim == 2 else None
+        labels = labels[:, 0] if labels.ndim == 2 else labels
+        z = torch.from_numpy(logits).masked_fill(~v.mask, float("-inf"))
+        pred = z.argmax(1).numpy()
+        sums = [float((pred == labels).sum()), float(len(labels)),
+                float(nn.functional.cross_entropy(z, torch.from_numpy(labels), reduction="sum"))]
+        if votes is not None:
+            has = votes >= 0
+            sums += [float((pred[has] == votes[has]).sum()), float(has.sum())]
+        sums = global_sums(*sums, device=device)
+        out[f"acc_{v.name}"] = sums[0] / max(sums[1], 1)
+        if len(sums) > 3:
+            out[f"votes_acc_{v.name}"] = sums[3] / max(sums[4], 1)
+        loss_sum, seen = loss_sum + sums[2], seen + sums[1]
+    out["loss"] = loss_sum / max(seen, 1)
+    out["acc"] = float(np.mean([out[f"acc_{v.name}"] for v in val_sets])) if select == "mean" else out[f"acc_{select}"]
+    return out
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str, Any]:
@@ -200,8 +276,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     amp = cfg.amp
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
-    crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin)
-    classes, train_loader, val_loader, y_train = _loaders(cfg, crop, device, info, log)
+    crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin, contrast=cfg.contrast)
+    classes, train_loader, val_sets, targets = _loaders(cfg, crop, device, info, log)
 
     seed_everything(cfg.seed + info.rank)
     model = create_model(cfg.model, len(classes), cfg.input_size, cfg.channels)
@@ -210,14 +286,15 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         log(f"init from {cfg.init}: {len(report['loaded'])} tensors loaded, {len(report['adapted'])} adapted "
             f"(RGB↔gray), {len(report['skipped'])} skipped: {', '.join(report['skipped']) or '-'}, "
             f"{len(report['missing'])} not in the file")
-    model.to(device, memory_format=torch.channels_last)
+    from emolens.training.precision import memory_format  # no channels_last for fp32 on CPU: oneDNN crashes
+    model.to(device, memory_format=memory_format(device, amp))
     train_model: nn.Module = model
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    weight = balanced_weights(y_train, len(classes)).to(device) if cfg.class_weights == "balanced" else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    val_criterion = nn.CrossEntropyLoss()
+    top = target_classes(torch.from_numpy(targets)).numpy()
+    weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
+    criterion = SoftTargetCrossEntropy(weight).to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg, optimizer, len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -272,7 +349,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             scaler=scaler, clip_grad=cfg.clip_grad,
             batch_scheduler=scheduler if cfg.scheduler == "onecycle" else None, progress=True,
         )
-        val = evaluate(model, val_loader, val_criterion, device, amp_dtype=amp_dtype)
+        val = validate(model, val_sets, device, amp_dtype, cfg.select)
         if cfg.scheduler == "plateau":
             scheduler.step(val["acc"])
         elif cfg.scheduler == "cosine":
@@ -286,6 +363,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             "epoch": epoch, "lr": lr,
             "train_loss": round(train["loss"], 5), "train_acc": round(train["acc"], 5),
             "val_loss": round(val["loss"], 5), "val_acc": round(val["acc"], 5),
+            **{f"val_{k}": round(v, 5) for k, v in val.items() if k not in ("acc", "loss")},
             "epoch_s": round(time.perf_counter() - t0, 2), "train_images_per_s": round(train["images_per_s"], 1),
         }
         history.append(row)
@@ -303,8 +381,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                 writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", row[key], epoch)
             writer.flush()
+        per_source = " ".join(f"{k} {v:.4f}" for k, v in val.items() if k not in ("acc", "loss"))
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if improved else ''} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if improved else ''} ({per_source}) | "
             f"lr {lr:.2e} | {row['epoch_s']:.1f}s, {row['train_images_per_s']:.0f} img/s")
     if writer is not None:
         writer.close()

@@ -49,6 +49,30 @@ def check(
             console.print(f"class distribution chart: {plot}", highlight=False)
 
 
+@data_app.command("pack")
+def pack(
+    path: Annotated[Path, typer.Argument(help="dataset folder, fer2013.csv or YOLO data.yaml")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the .npz file to write")],
+    size: Annotated[int, typer.Option("--size", help="face size in pixels")] = 48,
+    channels: Annotated[int, typer.Option("--channels", help="1 (gray) or 3 (RGB)")] = 1,
+    margin: Annotated[float, typer.Option("--margin", help="face-box margin per side (box datasets)")] = 0.1,
+    format: Annotated[str, typer.Option("--format", "-f", help="dataset layout (default auto)")] = "auto",
+) -> None:
+    """Cut and size every face once into one compressed .npz (keys kept) to train on another machine."""
+    from emolens.data.pack import pack_dataset
+
+    if out.suffix != ".npz":
+        Console(stderr=True).print(f"[red]error:[/red] --out {out}: expected a .npz file name", highlight=False)
+        raise typer.Exit(2)
+    try:
+        counts = pack_dataset(path, out, size, channels, format=format, margin=margin)
+    except (DatasetError, ValueError) as e:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from e
+    summary = ", ".join(f"{name} {n}" for name, n in counts.items())
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {summary} faces at {size}px×{channels}")
+
+
 def _print_report(report: CheckReport, console: Console) -> None:
     console.print(f"[bold]{report.root}[/bold] ({report.format})", highlight=False)
     splits = list(report.splits)

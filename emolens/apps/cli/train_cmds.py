@@ -44,7 +44,11 @@ def models_cmd(
 
 
 def train_cmd(
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder or file (any supported layout)."),
+    data: Optional[list[str]] = typer.Option(
+        None, "--data",
+        help="Dataset folder or file (any layout); repeat for several. Per-source options: "
+        "PATH,weight=W,votes=CSV,label_mix=A,name=N,format=F,keep=a+b,drop=c (see docs/training.md).",
+    ),
     model: Optional[str] = typer.Option(None, "--model", help=f"Registered model name (default {_D.model}; see `emolens models`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, config.json, history.csv, curves.png, tb/."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last epoch."),
@@ -65,6 +69,11 @@ def train_cmd(
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Input size in pixels (default: the model's)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="1 (gray) or 3 (RGB) (default: the model's)."),
     margin: Optional[float] = typer.Option(None, "--margin", help=f"Face-box margin per side of the crop spec (default {_D.margin})."),
+    contrast: Optional[str] = typer.Option(None, "--contrast", help="Contrast normalisation of every face: none | equalize (default none)."),
+    select: Optional[str] = typer.Option(None, "--select", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from saved teacher outputs (`emolens teach`)."),
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help=f"Teacher share of each matched target (default {_D.distill_weight})."),
+    teacher_members: Optional[str] = typer.Option(None, "--teacher-members", help="Teachers of the file to average, e.g. 0,2 (default all)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Only these classes, e.g. anger,happy,neutral."),
     drop: Optional[str] = typer.Option(None, "--drop", help="Every class but these, e.g. contempt."),
     merge: Optional[str] = typer.Option(None, "--merge", help="Merge classes, e.g. 'anger=anger+disgust'."),
@@ -77,7 +86,7 @@ def train_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default auto)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache (default $EMOLENS_CACHE or ~/.cache/emolens)."),
 ) -> None:
-    """Train a model with the specified recipe (DDP when started by torchrun)."""
+    """Train a model with the specified recipe on one or more datasets (DDP when started by torchrun)."""
     from emolens.training.train import CONFIG, fit
 
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "CONFIG", "fit")}
@@ -89,7 +98,7 @@ def train_cmd(
                 raise _fail(f"--resume {resume}: no {CONFIG} there (not a run folder)")
             cfg = TrainConfig.from_dict({**TrainConfig.load(config_path).to_dict(), **given, "out": str(resume)})
         else:
-            if data is None or out is None:
+            if not data or out is None:
                 raise _fail("--data and --out are required (or --resume RUN_DIR)")
             cfg = TrainConfig(**given)
         fit(cfg, resume=resume is not None)
@@ -112,6 +121,7 @@ def evaluate_cmd(
     batch_size: int = typer.Option(64, "--batch-size", help="Faces per forward pass."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
     device: str = typer.Option("cpu", "--device", help="Device for torch checkpoints (cpu | cuda)."),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="Crowd-votes CSV (FER+ layout): also report accuracy against the vote plurality."),
 ) -> None:
     """Evaluate a model on a dataset split: accuracy, F1, per-class table, confusion matrix, ECE."""
     from rich.console import Console
@@ -123,7 +133,7 @@ def evaluate_cmd(
     try:
         report = evaluate_model(
             model, data, out, split=split, format=format, tta=tta, detect=detect, detector=detector,
-            batch_size=batch_size, cache_dir=cache_dir, device=device, log=console.print,
+            batch_size=batch_size, cache_dir=cache_dir, device=device, votes=votes, log=console.print,
         )
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise _fail(str(e)) from e
@@ -139,6 +149,11 @@ def evaluate_cmd(
         line += f"  (TTA {tta}: {report['tta_gain']:+.4f} over {report['accuracy_without_tta']:.4f})"
     if detect:
         line += f"  no face found: {report['skipped']['no_face_found']}"
+    if votes is not None:
+        line += f"  votes accuracy {report['votes_accuracy']:.4f} (n={report['votes_n']})"
+    if "temperature_fit" in report:
+        fit = report["temperature_fit"]
+        line += f"  (best temperature here {fit['temperature']:.2f}: ECE {fit['ece']:.4f})"
     console.print(line)
     console.print(f"report: {out / 'metrics.json'}, {out / 'confusion_matrix.png'}")
 
@@ -163,6 +178,8 @@ def export_cmd(
         path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['model_name']}, classes {', '.join(meta['classes'])}")
         run_data = load_checkpoint(checkpoint).get("config", {}).get("data")
+        if isinstance(run_data, list):  # multi-dataset runs: the first source, without its options
+            run_data = run_data[0].split(",")[0] if run_data else None
         data = data or (Path(run_data) if run_data else None)
         if data is None or not data.exists():
             typer.secho(f"no check on real faces: dataset {data or '(none)'} not found; give --data", fg=typer.colors.YELLOW, err=True)
@@ -189,9 +206,33 @@ def export_cmd(
         raise _fail(str(e)) from e
 
 
+def teach_cmd(
+    models: list[str] = typer.Argument(..., help="Teacher run folders, .pt checkpoints or .onnx models."),
+    data: list[str] = typer.Option(..., "--data", help="Datasets to label (same syntax as train --data); repeatable."),
+    out: Path = typer.Option(..., "--out", help="Teacher-outputs .npz to write (a .json report beside it)."),
+    tta: str = typer.Option("tencrop", "--tta", help="none | flip | tencrop views averaged per image."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Faces per forward pass."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+) -> None:
+    """Save teachers' class probabilities for every train/val image, for `train --teacher`."""
+    from emolens.data.sources import SourceSpec
+    from emolens.training.teach import save_teacher_outputs
+
+    try:
+        save_teacher_outputs(
+            models, [SourceSpec.parse(d) for d in data], out, tta=tta, device=device, batch_size=batch_size,
+            cache_dir=cache_dir, log=typer.echo,
+        )
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``emolens`` app."""
     app.command("models")(models_cmd)
     app.command("train")(train_cmd)
+    app.command("teach")(teach_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("export")(export_cmd)

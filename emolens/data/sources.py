@@ -1,0 +1,236 @@
+"""Training data from several datasets at once: one class space, soft targets, class masks.
+
+A training source is written ``PATH[,key=value...]`` (repeatable ``--data``), keys:
+
+- ``format``: the dataset layout (default auto); ``name``: its name in reports and sample keys;
+- ``weight``: sampling weight — each epoch draws ``weight × size`` of its training samples
+  (with replacement above 1);
+- ``votes``: a CSV of crowd votes per image (FER+ layout: ``path`` relative to the dataset root,
+  one column per emotion, extra columns such as ``unknown``/``nf`` ignored);
+  ``label_mix``: the share of the dataset's own label in the target when votes exist
+  (target = label_mix × one-hot + (1 − label_mix) × vote distribution);
+- ``keep``/``drop``/``merge``: class selection for this source (``+`` separates names in a list).
+
+The run's classes are the sorted union of every source's classes. Each sample's target is a
+probability vector over them with NaN where its dataset does not define a class, so its loss
+covers only the classes its dataset knows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from emolens.data.cache import load_arrays
+from emolens.data.datasets import DatasetError, load_dataset
+from emolens.data.preprocess import CropSpec
+from emolens.labels import ClassSelection, canonical_or_none
+
+VAL_SPLITS = ("val", "test", "eval")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One ``--data`` entry."""
+
+    path: str
+    format: str = "auto"
+    name: str = ""
+    weight: float = 1.0
+    votes: str | None = None
+    label_mix: float = 0.5
+    keep: str | None = None
+    drop: str | None = None
+    merge: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError(f"--data {self.path}: weight must be positive, got {self.weight}")
+        if not 0.0 <= self.label_mix <= 1.0:
+            raise ValueError(f"--data {self.path}: label_mix must be in [0, 1], got {self.label_mix}")
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        """``PATH[,key=value...]``, e.g. ``data/fer2013,votes=ferplus-votes.csv,label_mix=0.5``."""
+        path, *options = text.split(",")
+        known = [f.name for f in fields(cls) if f.name != "path"]
+        values: dict[str, object] = {}
+        for option in options:
+            key, sep, value = option.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise ValueError(f"--data {text!r}: option {option!r} is not KEY=VALUE with KEY one of {', '.join(known)}")
+            if key in ("weight", "label_mix"):
+                try:
+                    values[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"--data {text!r}: {key} must be a number, got {value!r}") from None
+            else:
+                values[key] = value.replace("+", ",") if key in ("keep", "drop") else value
+        return cls(path=path, **values)  # type: ignore[arg-type]
+
+
+@dataclass
+class SourceData:
+    """One source's decoded training and validation data over the run's classes."""
+
+    name: str
+    classes: list[str]  # the dataset's own classes
+    mask: np.ndarray  # bool K: the run's classes this source defines
+    train_images: np.ndarray
+    train_targets: np.ndarray  # float32 N×K, NaN outside ``mask``
+    train_keys: np.ndarray
+    val_name: str
+    val_images: np.ndarray
+    val_labels: np.ndarray  # int64 indices into the run's classes
+    val_vote_labels: np.ndarray | None = None  # plurality of the votes (-1: tie or no votes)
+    weight: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+
+def union_classes(class_lists: Sequence[Sequence[str]]) -> list[str]:
+    """The sorted union of several class lists."""
+    return sorted({c for classes in class_lists for c in classes})
+
+
+def read_votes(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Vote counts per image from a FER+-style CSV: (emotion columns in canonical names, {path: counts})."""
+    path = Path(path).expanduser()
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            if not header or header[0].strip().lower() != "path":
+                raise DatasetError(f"{path}: expected a votes CSV whose first column is 'path' (FER+ layout)")
+            columns = [(i, c) for i, h in enumerate(header[1:], 1) if (c := canonical_or_none(h)) is not None]
+            if not columns:
+                raise DatasetError(f"{path}: no emotion columns in the header ({', '.join(header)})")
+            votes = {}
+            for line_no, row in enumerate(reader, start=2):
+                try:
+                    votes[row[0]] = np.array([float(row[i]) for i, _ in columns], np.float32)
+                except (ValueError, IndexError):
+                    raise DatasetError(f"{path}: line {line_no} is not a path followed by vote counts") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read votes CSV ({e.strerror or e})") from e
+    return [c for _, c in columns], votes
+
+
+def vote_matrix(keys: np.ndarray, votes: dict[str, np.ndarray], columns: list[str], classes: list[str]) -> np.ndarray:
+    """Vote counts (N×K over ``classes``) for each key; NaN rows where an image has no votes."""
+    out = np.full((len(keys), len(classes)), np.nan, np.float32)
+    cols = [classes.index(c) for c in columns]
+    for i, key in enumerate(keys):
+        v = votes.get(str(key))
+        if v is not None and v.sum() > 0:
+            out[i] = 0.0
+            out[i, cols] = v
+    return out
+
+
+def plurality(counts: np.ndarray) -> np.ndarray:
+    """Index of the single most-voted class per row; -1 for ties and rows without votes."""
+    filled = np.nan_to_num(counts, nan=-1.0)
+    top = filled.max(axis=1, keepdims=True)
+    unique = ((filled == top).sum(axis=1) == 1) & (top[:, 0] > 0)
+    return np.where(unique, filled.argmax(axis=1), -1)
+
+
+def load_source(
+    spec: SourceSpec, classes: list[str], crop: CropSpec, *, seed: int = 0, cache_dir: Path | None = None
+) -> SourceData:
+    """Decode one source's train and validation splits with targets over the run's ``classes``."""
+    dataset = load_dataset(
+        spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge),
+        seed=seed, box_margin=crop.margin,
+    )
+    val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
+    if "train" not in dataset.splits or val_name is None:
+        raise ValueError(f"{spec.path}: training needs a train split and a val/test split, found {', '.join(dataset.splits)}")
+    to_run = np.array([classes.index(c) for c in dataset.classes])
+    mask = np.zeros(len(classes), bool)
+    mask[to_run] = True
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return load_arrays(
+            dataset.split(split), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast, with_keys=True
+        )
+
+    x_train, y_train, k_train = arrays("train")
+    x_val, y_val, k_val = arrays(val_name)
+    targets = np.zeros((len(y_train), len(classes)), np.float32)
+    targets[np.arange(len(y_train)), to_run[y_train]] = 1.0
+    notes: list[str] = []
+    val_votes = None
+    if spec.votes:
+        columns, votes = read_votes(spec.votes)
+        unknown = [c for c in columns if c not in classes]
+        if unknown:
+            raise ValueError(f"{spec.votes}: vote classes {', '.join(unknown)} are not among the run's classes")
+        mask[[classes.index(c) for c in columns]] = True
+        counts = vote_matrix(k_train, votes, columns, classes)
+        has = ~np.isnan(counts[:, 0])
+        dist = counts[has] / counts[has].sum(axis=1, keepdims=True)
+        targets[has] = spec.label_mix * targets[has] + (1.0 - spec.label_mix) * dist
+        val_votes = plurality(vote_matrix(k_val, votes, columns, classes))
+        notes.append(f"votes for {has.sum()} of {len(has)} training images (label_mix {spec.label_mix})")
+        if not has.any():
+            raise ValueError(f"{spec.votes}: no vote row matches an image of {spec.path} (paths must be relative to its root)")
+    targets[:, ~mask] = np.nan
+    return SourceData(
+        name=spec.name or dataset.name, classes=list(dataset.classes), mask=mask,
+        train_images=x_train, train_targets=targets, train_keys=k_train,
+        val_name=val_name, val_images=x_val, val_labels=to_run[y_val], val_vote_labels=val_votes,
+        weight=spec.weight, notes=notes,
+    )
+
+
+def source_classes(spec: SourceSpec, seed: int = 0) -> list[str]:
+    """A source's classes after its selection (plus its vote classes), without decoding images."""
+    dataset = load_dataset(
+        spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), seed=seed
+    )
+    classes = list(dataset.classes)
+    if spec.votes:
+        classes += [c for c in read_votes(spec.votes)[0] if c not in classes]
+    return classes
+
+
+def smooth_targets(targets: np.ndarray, epsilon: float) -> np.ndarray:
+    """Label smoothing within each sample's defined classes (NaN entries stay NaN)."""
+    if epsilon <= 0:
+        return targets
+    defined = ~np.isnan(targets)
+    uniform = defined / defined.sum(axis=1, keepdims=True)
+    return np.where(defined, (1 - epsilon) * np.nan_to_num(targets) + epsilon * uniform, np.nan).astype(np.float32)
+
+
+def mix_targets(targets: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
+    """(1 − weight) × targets + weight × ``other`` renormalised over each sample's defined classes;
+    rows of ``other`` that are NaN (no teacher output) leave the target as it is."""
+    defined = ~np.isnan(targets)
+    has = ~np.isnan(other).all(axis=1)
+    other = np.where(defined, np.nan_to_num(other), 0.0)
+    total = other.sum(axis=1, keepdims=True)
+    has &= total[:, 0] > 0
+    out = targets.copy()
+    out[has] = (1 - weight) * targets[has] + weight * other[has] / total[has]
+    out[~defined] = np.nan
+    return out
+
+
+def epoch_indices(sizes: Sequence[int], weights: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """One epoch's shuffled sample order over concatenated sources: ``round(weight × size)`` draws
+    from each (every sample once per whole multiple of its weight, the rest drawn without repeats)."""
+    parts, offset = [], 0
+    for n, w in zip(sizes, weights):
+        draws = int(round(w * n))
+        whole, rest = divmod(draws, n) if n else (0, 0)
+        parts += [offset + np.arange(n)] * whole + [offset + rng.permutation(n)[:rest]]
+        offset += n
+    order = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return order[rng.permutation(len(order))]

@@ -1,0 +1,154 @@
+"""``emolens teach``: save teacher models' outputs for every image of some datasets, so a student
+is distilled from a small file alone (``emolens train --teacher FILE``) — the teachers may have
+been trained elsewhere, on a GPU.
+
+The file (``.npz``) holds ``classes``, sample ``keys`` (``SOURCE/KEY``, see
+:meth:`emolens.data.datasets.Split.key`), ``members`` (the teacher models) and ``probs``
+(members × samples × classes, float16): each teacher's class probabilities, averaged over its
+test-time augmentation views. Beside it, a ``.json`` report gives each teacher's and the
+ensemble's validation accuracy per source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emolens.data.cache import load_arrays
+from emolens.data.datasets import load_dataset
+from emolens.data.sources import VAL_SPLITS, SourceSpec, plurality, read_votes, union_classes, vote_matrix
+from emolens.evaluation.evaluate import predict_tta
+from emolens.evaluation.predictors import load_predictor
+from emolens.io import atomic_path, write_json
+from emolens.labels import ClassSelection
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TeacherOutputs:
+    """Saved teacher probabilities, averaged over the chosen members, looked up by sample key."""
+
+    classes: list[str]
+    index: dict[str, int]
+    probs: np.ndarray  # float32 N×K over ``classes``
+
+    def lookup(self, source: str, keys: Sequence[str]) -> np.ndarray:
+        """Probabilities for ``keys`` of ``source`` (N×K); NaN rows where the file has none."""
+        out = np.full((len(keys), len(self.classes)), np.nan, np.float32)
+        for i, key in enumerate(keys):
+            j = self.index.get(f"{source}/{key}")
+            if j is not None:
+                out[i] = self.probs[j]
+        return out
+
+
+def load_teacher_outputs(path: str | Path, classes: Sequence[str], members: str | None = None) -> TeacherOutputs:
+    """Read a teacher-outputs file, averaging ``members`` (comma-separated indices; default all),
+    with columns in the order of ``classes`` (classes the teachers lack get probability 0)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            file_classes = [str(c) for c in z["classes"]]
+            keys = [str(k) for k in z["keys"]]
+            probs = z["probs"].astype(np.float32)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: expected a teacher-outputs .npz written by `emolens teach` ({e})") from e
+    chosen = list(range(len(probs))) if not members else [int(m) for m in members.split(",")]
+    if not chosen or any(not 0 <= m < len(probs) for m in chosen):
+        raise ValueError(f"{path}: teacher members {members!r} out of range (the file holds {len(probs)})")
+    mean = probs[chosen].mean(axis=0)
+    out = np.zeros((len(keys), len(classes)), np.float32)
+    for j, c in enumerate(classes):
+        if c in file_classes:
+            out[:, j] = mean[:, file_classes.index(c)]
+    return TeacherOutputs(list(classes), {k: i for i, k in enumerate(keys)}, out)
+
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray, columns: list[int]) -> float:
+    """Top-1 accuracy with predictions restricted to ``columns`` (labels index the run classes)."""
+    keep = labels >= 0
+    if not keep.any():
+        return float("nan")
+    pred = np.asarray(columns)[probs[:, columns].argmax(axis=1)]
+    return float((pred[keep] == labels[keep]).mean())
+
+
+def save_teacher_outputs(
+    models: Sequence[str | Path],
+    sources: Sequence[SourceSpec],
+    out: str | Path,
+    *,
+    tta: str = "tencrop",
+    device: str = "cpu",
+    batch_size: int = 512,
+    cache_dir: Path | None = None,
+    log: Log = print,
+) -> dict:
+    """Run every teacher (with ``tta``) over the train and validation splits of every source;
+    write the outputs file and its report; return the report."""
+    predictors = [load_predictor(m, device) for m in models]
+    classes = union_classes([p.classes for p in predictors])
+    all_keys: list[np.ndarray] = []
+    all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
+    report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
+    for spec in sources:
+        selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
+        for split_name in ("train", *VAL_SPLITS):
+            keys = labels = None
+            split_probs = []
+            for predictor in predictors:
+                dataset = load_dataset(spec.path, format=spec.format, selection=selection, box_margin=predictor.crop.margin)
+                if split_name not in dataset.splits:
+                    break
+                crop = predictor.crop
+                faces, y, k = load_arrays(
+                    dataset.split(split_name), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast,
+                    with_keys=True,
+                )
+                if keys is not None and not np.array_equal(keys, k):
+                    raise ValueError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
+                keys, name, data_classes = k, spec.name or dataset.name, dataset.classes
+                labels = np.array([classes.index(c) if c in classes else -1 for c in data_classes])[y]
+                p = predict_tta(predictor, faces, tta, batch_size)
+                mapped = np.zeros((len(p), len(classes)), np.float32)
+                mapped[:, [classes.index(c) for c in predictor.classes]] = p
+                split_probs.append(mapped)
+                log(f"{Path(str(predictor.model_name))} on {name}/{split_name}: {len(p)} faces")
+            if keys is None:
+                continue
+            all_keys.append(np.char.add(f"{name}/", keys.astype(str)))
+            for i, p in enumerate(split_probs):
+                all_probs[i].append(p)
+            if split_name != "train":
+                columns = [classes.index(c) for c in data_classes if c in classes]
+                entry = {"split": split_name, "n": int(len(labels))}
+                votes = None
+                if spec.votes:
+                    vote_classes, table = read_votes(spec.votes)
+                    votes = plurality(vote_matrix(keys, table, vote_classes, classes))
+                    vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
+                for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
+                    entry[label] = {"acc": _accuracy(p, labels, columns)}
+                    if votes is not None:
+                        entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
+                report["val"][name] = entry
+                log(f"{name}/{split_name}: " + ", ".join(
+                    f"{label} {v['acc']:.4f}" + (f" (votes {v['votes_acc']:.4f})" if "votes_acc" in v else "")
+                    for label, v in entry.items() if isinstance(v, dict)
+                ))
+                break  # one validation split per source
+    if not all_keys:
+        raise ValueError("no train or validation split found in any source")
+    probs = np.stack([np.concatenate(p) for p in all_probs]).astype(np.float16)
+    out = Path(out)
+    with atomic_path(out) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(
+            f, classes=np.asarray(classes), keys=np.concatenate(all_keys), members=np.asarray(report["models"]),
+            tta=np.asarray(tta), probs=probs,
+        )
+    write_json(out.with_suffix(".json"), report)
+    return report

@@ -1,0 +1,173 @@
+"""Several datasets in one run: source specs, class masks, FER+ vote targets, the masked loss,
+packed datasets, teacher outputs and distillation, and crop parity between training and inference."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from emolens.apps.cli import app  # noqa: E402
+from emolens.data import load_arrays, load_dataset, read_image  # noqa: E402
+from emolens.data.preprocess import CropSpec, crop_face  # noqa: E402
+from emolens.data.sources import (  # noqa: E402
+    SourceSpec, epoch_indices, load_source, mix_targets, plurality, smooth_targets, source_classes, union_classes,
+)
+from emolens.models.checkpoint import load_model  # noqa: E402
+from emolens.training.losses import SoftTargetCrossEntropy  # noqa: E402
+from emolens.training.teach import load_teacher_outputs  # noqa: E402
+
+EIGHT = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def votes(shared: Path) -> Path:
+    path = shared / "datasets" / "ferplus-votes.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def test_source_spec_parse():
+    spec = SourceSpec.parse("data/fer,votes=v.csv,label_mix=0.25,weight=2,keep=anger+happy,name=fer")
+    assert (spec.path, spec.votes, spec.label_mix, spec.weight, spec.keep, spec.name) == (
+        "data/fer", "v.csv", 0.25, 2.0, "anger,happy", "fer")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        SourceSpec.parse("data/fer,colour=red")
+    with pytest.raises(ValueError, match="weight must be a number"):
+        SourceSpec.parse("data/fer,weight=lots")
+    with pytest.raises(ValueError, match="label_mix"):
+        SourceSpec.parse("data/fer,label_mix=2")
+
+
+def test_vote_targets_and_masks(fer_small, votes, tmp_path):
+    spec = SourceSpec.parse(f"{fer_small},votes={votes},label_mix=0.5")
+    classes = union_classes([source_classes(spec), EIGHT])
+    assert classes == EIGHT
+    crop = CropSpec(48, 1, contrast="equalize")
+    src = load_source(spec, classes, crop, cache_dir=tmp_path)
+    assert src.mask.all()  # the votes bring contempt to FER2013's seven classes
+    t = src.train_targets
+    assert np.allclose(t.sum(axis=1), 1.0, atol=1e-5)
+    folder = np.array([classes.index(k.split("/")[1].replace("angry", "anger")) for k in src.train_keys])
+    assert (t[np.arange(len(t)), folder] >= 0.5 - 1e-6).all()  # half the target is the folder label
+    assert (t.max(axis=1) < 1.0).mean() > 0.3  # and votes often disagree with it
+    assert set(np.unique(src.val_vote_labels)) <= set(range(-1, 8))
+    plain = load_source(SourceSpec.parse(str(fer_small)), classes, crop, cache_dir=tmp_path)
+    assert np.isnan(plain.train_targets[:, classes.index("contempt")]).all()
+    assert np.array_equal(np.nanargmax(plain.train_targets, axis=1), folder)
+
+
+def test_plurality_ties_and_mixing():
+    counts = np.array([[5, 3, 0], [4, 4, 2], [np.nan] * 3], np.float32)
+    assert plurality(counts).tolist() == [0, -1, -1]
+    t = np.array([[1.0, 0.0, np.nan], [0.0, 1.0, np.nan]], np.float32)
+    teacher = np.array([[0.2, 0.2, 0.6], [np.nan] * 3], np.float32)
+    mixed = mix_targets(t, teacher, 0.5)
+    assert np.allclose(mixed[0, :2], [0.75, 0.25]) and np.isnan(mixed[0, 2])  # renormalised over defined classes
+    assert np.array_equal(mixed[1], t[1], equal_nan=True)  # no teacher output: unchanged
+    smoothed = smooth_targets(t, 0.1)
+    assert np.allclose(smoothed[0, :2], [0.95, 0.05]) and np.isnan(smoothed[0, 2])
+
+
+def test_epoch_indices_follow_weights():
+    rng = np.random.default_rng(0)
+    order = epoch_indices([10, 20], [2.0, 0.5], rng)
+    assert len(order) == 30
+    assert np.bincount(order[order < 10], minlength=10).tolist() == [2] * 10
+    second = order[order >= 10]
+    assert len(second) == 10 and len(set(second.tolist())) == 10
+
+
+def test_masked_loss_is_cross_entropy_over_defined_classes():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    targets = torch.nn.functional.one_hot(labels, 4).float()
+    targets[:, 3] = float("nan")
+    expected = torch.nn.functional.cross_entropy(logits[:, :3], labels)
+    assert torch.allclose(SoftTargetCrossEntropy()(logits, targets), expected, atol=1e-6)
+    weight = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    expected_w = torch.nn.functional.cross_entropy(logits[:, :3], labels, weight=weight[:3])
+    assert torch.allclose(SoftTargetCrossEntropy(weight)(logits, targets), expected_w, atol=1e-6)
+
+
+def test_pack_keeps_faces_and_keys(fer_small, tmp_path):
+    out = tmp_path / "fer.npz"
+    result = CliRunner().invoke(app, ["data", "pack", str(fer_small), "--out", str(out), "--size", "48"])
+    assert result.exit_code == 0, result.output
+    packed, folder = load_dataset(out), load_dataset(fer_small)
+    assert packed.format == "packed" and packed.name == folder.name and packed.classes == folder.classes
+    for split in ("train", "val"):
+        a = load_arrays(packed.split(split), 48, 1, cache_dir=tmp_path, contrast="equalize", with_keys=True)
+        b = load_arrays(folder.split(split), 48, 1, cache_dir=tmp_path, contrast="equalize", with_keys=True)
+        for x, y in zip(a, b):
+            assert np.array_equal(x, y)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz: cannot read packed dataset"):
+        load_dataset(bad)
+
+
+def test_crop_parity_between_training_and_inference(affectnet_small, tmp_path):
+    """A face cut at inference (crop_face on the full photo) equals the face training decoded."""
+    spec = CropSpec(48, 1, margin=0.1, contrast="equalize")
+    split = load_dataset(affectnet_small, box_margin=spec.margin).split("train")
+    faces, _ = load_arrays(split, spec.size, spec.channels, cache_dir=tmp_path, contrast=spec.contrast)
+    for i in range(0, len(faces), 40):
+        image = read_image(split.paths[i])
+        h, w = image.shape[:2]
+        xc, yc, bw, bh = split.boxes[i]
+        box = ((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h)
+        assert np.array_equal(crop_face(image, box, spec), faces[i])
+
+
+def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, tmp_path):
+    runner = CliRunner()
+    cache = str(tmp_path / "cache")
+    fer = f"{fer_small},votes={votes},label_mix=0.5"
+    common = ["--epochs", "1", "--batch-size", "32", "--workers", "1", "--cache-dir", cache, "--contrast", "equalize"]
+    result = runner.invoke(app, ["train", "--data", fer, "--data", f"{affectnet_small},weight=0.5", "--out",
+                                 str(tmp_path / "teacher"), *common])
+    assert result.exit_code == 0, result.output
+    model, meta = load_model(tmp_path / "teacher")
+    assert meta["classes"] == EIGHT and meta["crop"]["contrast"] == "equalize"
+    row = next(csv.DictReader((tmp_path / "teacher" / "history.csv").open()))
+    fer_acc, aff_acc = float(row["val_acc_fer2013-30-8"]), float(row["val_acc_affectnet-yolo"])
+    assert float(row["val_acc"]) == pytest.approx((fer_acc + aff_acc) / 2, abs=1e-4)
+    assert 0.0 <= float(row["val_votes_acc_fer2013-30-8"]) <= 1.0
+
+    outputs = tmp_path / "teacher.npz"
+    result = runner.invoke(app, ["teach", str(tmp_path / "teacher"), "--data", fer, "--data", str(affectnet_small),
+                                 "--out", str(outputs), "--tta", "flip", "--cache-dir", cache])
+    assert result.exit_code == 0, result.output
+    report = json.loads(outputs.with_suffix(".json").read_text())
+    assert set(report["val"]) == {"fer2013-30-8", "affectnet-yolo"}
+    assert report["val"]["fer2013-30-8"]["ensemble"]["acc"] == pytest.approx(fer_acc, abs=0.05)  # flip TTA moves it a little
+    teacher = load_teacher_outputs(outputs, EIGHT)
+    src = load_source(SourceSpec.parse(str(affectnet_small)), EIGHT, CropSpec(48, 1, contrast="equalize"),
+                      cache_dir=Path(cache))
+    probs = teacher.lookup("affectnet-yolo", src.train_keys)
+    assert not np.isnan(probs).any() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-2)
+
+    result = runner.invoke(app, ["train", "--data", fer, "--data", str(affectnet_small), "--teacher", str(outputs),
+                                 "--distill-weight", "0.7", "--out", str(tmp_path / "student"), *common])
+    assert result.exit_code == 0, result.output
+    assert "160 of 160 affectnet-yolo training images matched" in result.output
+    with pytest.raises(ValueError, match="teacher members"):
+        load_teacher_outputs(outputs, EIGHT, members="3")
+
+    result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "teacher"), "--data", str(fer_small), "--split",
+                                 "val", "--votes", str(votes), "--out", str(tmp_path / "report"), "--cache-dir", cache])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(fer_acc, abs=0.03)  # fp32 here, bf16 autocast in training
+    assert metrics["votes_accuracy"] == pytest.approx(float(row["val_votes_acc_fer2013-30-8"]), abs=0.05)
+    assert 0.5 <= metrics["temperature_fit"]["temperature"] <= 3.0
