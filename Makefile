@@ -13,11 +13,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python  ## inference only: no torch
-	$(BIN)/pip install -q -e .
+# Stamps: pip runs again only when pyproject.toml changed (the install is editable, so code
+# changes need no reinstall).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[video]"
+	touch $@
 
-install-all: $(BIN)/python  ## training, web server and test tools too
-	$(BIN)/pip install -q -e ".[train,web,dev]"
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[train,web,dev,video,pandas]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed  ## inference only (no torch), H.264 video output
+
+install-all: $(VENV)/.installed-all  ## training, web server and test tools too
 
 live: install  ## live recognition with the bundled default model (SOURCE=0|FILE|URL, ARGS=...)
 	$(BIN)/emolens live --source $(SOURCE) $(ARGS)

@@ -9,6 +9,7 @@ import os
 import shutil
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,19 @@ def fer_subset_path(train_per_class: int, val_per_class: int) -> Path:
     return _extract(SHARED / "datasets" / "fer2013.zip", CACHE / f"fer2013-{train_per_class}-{val_per_class}", pick)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The decoded-image cache lives in a temporary folder, never in the user's ~/.cache/emolens."""
+    path = tmp_path_factory.mktemp("emolens-cache")
+    before = os.environ.get("EMOLENS_CACHE")
+    os.environ["EMOLENS_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("EMOLENS_CACHE", None)
+    else:
+        os.environ["EMOLENS_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return SHARED
@@ -90,3 +104,16 @@ def affectnet_small() -> Path:
         return out
 
     return _extract(SHARED / "datasets" / "affectnet-yolo.zip", CACHE / "affectnet-small", pick) / "affectnet-yolo"
+
+
+@pytest.fixture(scope="session")
+def muxspace_small() -> Path:
+    """muxspace-dev close-ups (160×160, in the wild): the first 6 images of each class folder."""
+
+    def pick(names: list[str]) -> list[str]:
+        per: dict[str, list[str]] = defaultdict(list)
+        for n in names:
+            per[n.rsplit("/", 1)[0]].append(n)
+        return [n for members in per.values() for n in members[:6]]
+
+    return _extract(SHARED / "datasets" / "muxspace-dev.zip", CACHE / "muxspace-small", pick) / "muxspace-dev"

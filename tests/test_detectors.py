@@ -1,4 +1,5 @@
-"""Face detectors on real photos and frames: found faces, no false positives, small faces, speed-relevant parts."""
+"""Face detectors on real photos and frames: found faces, landmarks, no false positives, small faces,
+close-ups, fallback chains, whole-image mode."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import numpy as np
 import pytest
 from test_inference_support import video_frames
 
-from emolens.inference.detectors import create_detector, list_detectors
+from concurrent.futures import ThreadPoolExecutor
+
+from emolens.inference.detectors import (
+    BLAZEFACE_LANDMARKS,
+    YUNET_LANDMARKS,
+    FallbackChain,
+    create_detector,
+    list_detectors,
+    probably_face_crop,
+)
 from emolens.inference.detectors.blazeface import (
     BlazeFaceDetector,
     ssd_anchors,
@@ -15,7 +25,7 @@ from emolens.inference.detectors.blazeface import (
 )
 from emolens.inference.images import load_image
 
-ALL = ["blazeface", "blazeface-short", "haar"]
+ALL = ["blazeface", "blazeface-short", "haar", "yunet"]
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +41,25 @@ def cartoon(media):
 
 
 def test_registry():
-    assert set(ALL) <= set(list_detectors())
-    assert create_detector("default").name == "blazeface"
-    with pytest.raises(ValueError, match="unknown face detector 'nope'.*haar"):
+    assert set(ALL) | {"none"} <= set(list_detectors())
+    assert create_detector("default").name == "yunet"
+    assert create_detector(None).name == create_detector("none").name == "none"
+    assert create_detector("yunet-320").max_side == 320 and create_detector("yunet", max_side=480).name == "yunet-480"
+    chain = create_detector("blazeface,yunet-320")
+    assert isinstance(chain, FallbackChain) and chain.name == "blazeface,yunet-320"
+    with pytest.raises(ValueError, match="unknown face detector 'nope'.*haar.*fallback chain"):
         create_detector("nope")
+    with pytest.raises(ValueError, match="face detector 'yunet'.*min_face"):
+        create_detector("yunet", min_face=20)
+    with pytest.raises(ValueError, match="cannot apply to the fallback chain"):
+        create_detector("blazeface,yunet", min_score=0.5)
 
 
 @pytest.mark.parametrize("name,expected", [
     ("blazeface", {"pyfeat_multi_face": 5, "face_recognition_obama_and_biden": 2, "deepface_couple": 2}),
     ("haar", {"pyfeat_multi_face": 4, "face_recognition_obama_and_biden": 2, "deepface_couple": 2}),
+    # YuNet also finds the girl at the bottom edge of the Obama/Biden photo
+    ("yunet", {"pyfeat_multi_face": 5, "face_recognition_obama_and_biden": 3, "deepface_couple": 2}),
     ("blazeface-short", {"deepface_couple": 2}),  # short range: close-up faces only
 ])
 def test_faces_found_in_photos(name, expected, photos):
@@ -71,7 +91,8 @@ def test_no_false_positives_on_cartoon(name, cartoon):
     assert sum(len(det.detect(f)) for f in cartoon) == 0
 
 
-def test_blazeface_finds_40px_faces_in_640x480(photos, cartoon):
+@pytest.mark.parametrize("name", ["blazeface", "yunet"])
+def test_finds_40px_faces_in_640x480(name, photos, cartoon):
     """Real faces downscaled to 40 px wide, pasted into a 640×480 cartoon frame."""
     det = create_detector("blazeface")
     background = cv2.resize(cartoon[0], (640, 480))
@@ -83,6 +104,7 @@ def test_blazeface_finds_40px_faces_in_640x480(photos, cartoon):
             scale = 40 / (x2 - x1)
             crop = photos[photo][max(0, y1 - m):y2 + m, max(0, x1 - m):x2 + m]
             crops.append(cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    det = create_detector(name)
     hits = 0
     for crop in crops:
         frame = background.copy()
@@ -116,3 +138,72 @@ def test_weighted_nms_blends_overlapping_boxes():
     kept, scores = weighted_nms(boxes, np.array([0.9, 0.6, 0.8], np.float32), 0.3)
     assert len(kept) == 2 and np.allclose(scores, [0.9, 0.8])
     assert np.allclose(kept[0], [0.4, 0.4, 10.4, 10.4])  # score-weighted mean of the first two
+
+
+def _check_landmarks(d, names):
+    """Landmarks named as documented, eyes in the upper half of the box, the person's right eye
+    on the image's left, the nose between the eyes."""
+    assert d.landmark_names == names and d.landmarks.shape == (len(names), 2) and d.landmarks.dtype == np.float32
+    x1, y1, x2, y2 = d.box
+    right_eye, left_eye, nose = d.landmarks[0], d.landmarks[1], d.landmarks[2]
+    assert x1 <= right_eye[0] < left_eye[0] <= x2, (d.box, d.landmarks)
+    assert y1 <= min(right_eye[1], left_eye[1]) and max(right_eye[1], left_eye[1]) < (y1 + y2) / 2 + 0.1 * (y2 - y1)
+    assert right_eye[0] < nose[0] < left_eye[0] and nose[1] > max(right_eye[1], left_eye[1])
+
+
+@pytest.mark.parametrize("name,names", [("blazeface", BLAZEFACE_LANDMARKS), ("yunet", YUNET_LANDMARKS)])
+def test_landmarks_sit_on_the_faces(name, names, photos):
+    found = create_detector(name).detect(photos["pyfeat_multi_face"])
+    assert len(found) == 5
+    for d in found:
+        _check_landmarks(d, names)
+    assert create_detector("haar").detect(photos["deepface_couple"])[0].landmarks is None
+
+
+def test_yunet_finds_close_ups_blazeface_full_range_misses(muxspace_small):
+    """Tight in-the-wild crops (160×160, the face fills the frame): YuNet finds nearly all."""
+    images = [load_image(p) for p in sorted(muxspace_small.rglob("*.jpg"))]
+    assert len(images) == 48
+    found = {name: sum(bool(create_detector(name).detect(i)) for i in images) for name in ("yunet", "blazeface")}
+    assert found["yunet"] >= 46 and found["blazeface"] <= 10, found
+    stream = create_detector("blazeface,yunet-320")  # the default for video frames
+    assert sum(bool(stream.detect(i)) for i in images) >= 46
+    assert all(probably_face_crop(create_detector("yunet"), i) for i in images[:3])
+
+
+def test_face_crop_guess_is_false_for_a_scene(cartoon, photos):
+    det = create_detector("yunet")
+    assert not probably_face_crop(det, cartoon[0])  # 960×540, no face at any scale
+    close_up = photos["deepface_couple"][500:1300, 300:1080]  # one face filling a 780×800 photo
+    if not det.detect(close_up):
+        assert probably_face_crop(det, close_up)
+
+
+def test_fallback_chain_asks_the_next_detector_only_when_needed(photos, muxspace_small):
+    calls = []
+
+    class Spy:
+        name = "spy"
+
+        def detect(self, image):
+            calls.append(image.shape)
+            return create_detector("yunet").detect(image)
+
+    chain = FallbackChain([create_detector("blazeface"), Spy()])
+    assert len(chain.detect(photos["pyfeat_multi_face"])) == 5 and calls == []
+    close_up = load_image(sorted(muxspace_small.rglob("*.jpg"))[0])
+    assert chain.detect(close_up) and calls == [close_up.shape]
+
+
+def test_whole_image_mode():
+    image = np.zeros((120, 90, 3), np.uint8)
+    (d,) = create_detector("none").detect(image)
+    assert d.box == (0, 0, 90, 120) and d.score == 1.0 and d.landmarks is None
+
+
+def test_yunet_is_safe_across_threads(photos):
+    det = create_detector("yunet")
+    images = [photos[n] for n in ("pyfeat_multi_face", "deepface_couple")] * 4
+    expected = [[d.box for d in det.detect(i)] for i in images]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda i: [d.box for d in det.detect(i)], images)) == expected

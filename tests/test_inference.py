@@ -71,14 +71,40 @@ def test_results_convert_to_dict_json_dataframe(rec, group):
     assert face.emotion in rec.classes and face.confidence == max(face.probabilities.values())
     d = json.loads(json.dumps(result.to_dict()))
     assert len(d["faces"]) == 5 and d["faces"][0]["box"]["x2"] == face.box[2]
+    assert list(d["faces"][0]["landmarks"]) == ["right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left"]
+    assert d["faces"][0]["landmarks"]["nose_tip"] == pytest.approx(face.landmarks[2].tolist(), abs=0.06)
     df = result.to_dataframe()
     assert len(df) == 5 and {"x1", "emotion", "confidence", *(f"p_{c}" for c in rec.classes)} <= set(df.columns)
 
 
+def test_image_faces_are_indexed_left_to_right(rec, group):
+    faces = rec.analyze(group).faces
+    assert [f.face_id for f in faces] == [0, 1, 2, 3, 4]
+    assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)
+    assert [r["face_id"] for r in rec.analyze(group).to_rows()] == [0, 1, 2, 3, 4]
+
+
+def test_to_dataframe_without_pandas_names_the_extra(rec, group, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ModuleNotFoundError, match=r"to_dataframe\(\) needs pandas: pip install 'emolens\[pandas\]'"):
+        rec.analyze(group).to_dataframe()
+
+
+def test_whole_image_mode_and_video_default(media, group):
+    crop = load_image(group)[60:190, 210:320]  # one face, cut as tightly as a face-crop dataset would
+    whole = Recognizer(model=model_path(), detector=None).analyze(crop)
+    assert [f.box for f in whole.faces] == [(0, 0, 110, 130)] and whole.faces[0].landmarks is None
+    assert whole.to_dict()["faces"][0]["landmarks"] is None
+    rec = Recognizer(model=model_path())
+    assert rec.detector.name == "yunet" and rec.stream_detector.name == "blazeface,yunet-320"
+    explicit = Recognizer(model=model_path(), detector="blazeface")
+    assert explicit.stream_detector is explicit.detector
+
+
 def test_analyze_batch_matches_single(rec, media, group):
     paths = [group, media / "face_recognition_obama_and_biden.jpg", media / "deepface_couple.jpg"]
-    batch = rec.analyze_batch(paths, batch_size=4)  # 9 faces over 3 batches
-    assert [len(r.faces) for r in batch] == [5, 2, 2]
+    batch = rec.analyze_batch(paths, batch_size=4)  # 10 faces over 3 batches (the girl at the edge too)
+    assert [len(r.faces) for r in batch] == [5, 3, 2]
     for path, result in zip(paths, batch):
         single = rec.analyze(path)
         assert result.source == str(path) and boxes(result) == boxes(single)

@@ -140,6 +140,8 @@ def test_upload_photo_and_video(server_url: str, browser, media: Path) -> None:
     assert browser.execute_script("return document.getElementById('annotated').naturalWidth") == 1000
     assert browser.execute_script(rows) >= 3  # header + one row per face
 
+    first = "return document.querySelector('#result-table tr:nth-child(2) td').textContent"
+    assert browser.execute_script(first) == "0"  # the index drawn on the image and used by the CLI and JSON
     browser.find_element(By.ID, "file").send_keys(str(media / "pyfeat_single_face.mp4"))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "timeline").get_attribute("hidden") is None)
@@ -152,3 +154,25 @@ def test_upload_photo_and_video(server_url: str, browser, media: Path) -> None:
     browser.execute_script("document.getElementById('upload').scrollIntoView()")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "web_upload.png"))
+
+
+def test_annotated_video_plays_in_the_browser(browser, media: Path, tmp_path: Path) -> None:
+    """`analyze --annotate` / `live --no-window` videos are H.264 MP4, which Chromium decodes
+    (the mp4v fallback, written without PyAV, is refused: MEDIA_ERR_SRC_NOT_SUPPORTED)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from emolens.inference.recognizer import Recognizer
+    from emolens.inference.video import analyze_video
+
+    if not WEIGHTS.exists():
+        pytest.skip(f"{WEIGHTS} not found: the bundled default model is needed")
+    clip = tmp_path / "clip.mp4"
+    analyze_video(Recognizer(), media / "pyfeat_single_face.mp4", annotate_to=clip, max_frames=20)
+    assert int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"h264"
+    page = tmp_path / "video.html"
+    page.write_text('<video id="v" src="clip.mp4" muted preload="auto"></video>')
+    browser.get(page.as_uri())
+    state = "const v = document.getElementById('v'); return [v.readyState, v.videoWidth, v.error && v.error.code];"
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(state)[0] >= 2 or d.execute_script(state)[2])
+    ready, width, error = browser.execute_script(state)
+    assert error is None and ready >= 2 and width == 640

@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emolens.inference.annotate import save_image
 from emolens.inference.errors import InputError
-from emolens.io import atomic_path
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
-from emolens.inference.video import analyze_video, is_camera, write_video_outputs
+from emolens.inference.video import analyze_video, is_camera, is_realtime, write_video_outputs
 
 WINDOW = "emolens live (q quits, s saves a snapshot)"
 
@@ -95,44 +95,68 @@ def _open_window() -> _CvWindow | _TkWindow:
 
 
 def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path | None = None, window: bool = True,
-             detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None) -> LiveRun:
+             detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
+             fast: bool = False) -> LiveRun:
     """Run the loop until the source ends, ``q`` is pressed, Ctrl-C (live sources) or a limit is hit.
 
-    Headless runs (``window=False``) need ``out_dir``: they write ``<stem>.mp4`` (annotated) and the
-    timeline files of :func:`~emolens.inference.video.write_video_outputs` there.
+    In a window a video file plays at its own frame rate (``fast=True``: as fast as frames are
+    processed) and, when it ends, its last frame stays until the user quits. Headless runs
+    (``window=False``) go flat out and need ``out_dir``: they write ``<stem>.mp4`` (annotated) and
+    the timeline files of :func:`~emolens.inference.video.write_video_outputs` there.
     """
     if not window and out_dir is None:
         raise ValueError("a headless run (no window) needs an output folder for the annotated video and timeline")
     stem = source_stem(source)
     out = Path(out_dir) if out_dir is not None else None
-    on_frame = None
     viewer = _open_window() if window else None
-    if viewer:
-        on_frame = _window_callback(viewer, out or Path.cwd(), stem)
-    start = time.perf_counter()
     try:
+        screen = WindowLoop(viewer, out or Path.cwd(), stem) if viewer else None
+        start = time.perf_counter()
         result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
                                detect_every=detect_every, max_frames=max_frames, max_seconds=max_seconds,
-                               show_fps=True, on_frame=on_frame)
+                               show_fps=True, on_frame=screen, paced=window and not fast)
+        wall = time.perf_counter() - start
+        outputs = write_video_outputs(result, out, stem) if out else {}
+        if out:
+            outputs["video"] = out / f"{stem}.mp4"
+        limited = (max_frames is not None and result.processed >= max_frames) or \
+            (max_seconds is not None and result.duration_s >= max_seconds)
+        if screen is not None and not screen.quit and not limited and not is_realtime(source):
+            print("end of the video: its last frame stays until you press q (or close the window)")
+            screen.hold()
     finally:
         if viewer:
             viewer.close()
-    wall = time.perf_counter() - start
-    outputs = write_video_outputs(result, out, stem) if out else {}
-    if out:
-        outputs["video"] = out / f"{stem}.mp4"
     return LiveRun(result, outputs, wall)
 
 
-def _window_callback(viewer: _CvWindow | _TkWindow, snapshot_dir: Path, stem: str):
-    def show(frame: np.ndarray, faces: list[FaceResult], index: int) -> bool:
-        key = viewer.show(frame)
-        if key == "s":
-            path = snapshot_dir / f"{stem}-snapshot-{index:06d}.jpg"
-            with atomic_path(path) as tmp:
-                if not cv2.imwrite(str(tmp), frame):
-                    raise OSError(f"cannot write snapshot {path}")
-            print(f"snapshot saved: {path}")
-        return key not in ("q", "\x1b")
+class WindowLoop:
+    """The window side of the loop: shows frames, saves snapshots on ``s``, stops on ``q`` or Esc."""
 
-    return show
+    def __init__(self, viewer: _CvWindow | _TkWindow, snapshot_dir: Path, stem: str):
+        self.viewer = viewer
+        self.snapshot_dir = snapshot_dir
+        self.stem = stem
+        self.quit = False
+        self.last: tuple[np.ndarray, int] | None = None
+
+    def __call__(self, frame: np.ndarray, faces: list[FaceResult], index: int) -> bool:
+        """Show one frame; False once the user quits."""
+        self.last = (frame, index)
+        self._key(self.viewer.show(frame), frame, index)
+        return not self.quit
+
+    def _key(self, key: str, frame: np.ndarray, index: int) -> None:
+        if key == "s":
+            path = save_image(frame, self.snapshot_dir / f"{self.stem}-snapshot-{index:06d}.jpg")
+            print(f"snapshot saved: {path}")
+        self.quit = self.quit or key in ("q", "\x1b")
+
+    def hold(self, poll_s: float = 0.03) -> None:
+        """Keep showing the last frame until the user quits (``s`` still saves it)."""
+        if self.last is None:
+            return
+        frame, index = self.last
+        while not self.quit:
+            self._key(self.viewer.show(frame), frame, index)
+            time.sleep(poll_s)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from emolens.io import atomic_write
 from emolens.data.datasets import ArraySplit, DatasetWarning, FileSplit, Split, load_dataset
+from emolens.progress import Tracked
 
 
 @dataclass
@@ -109,7 +110,8 @@ def _inspect_split(split: Split, workers: int) -> list[_Item]:
         first.setdefault(p, i)
     labels = [split.classes[split.labels[i]] for i in first.values()]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(_inspect_file, first, labels, chunksize=64))
+        return list(Tracked(pool.map(_inspect_file, first, labels, chunksize=64), f"checking {split.name}",
+                            total=len(first)))
 
 
 def _inspect_file(path: Path, label: str) -> _Item:

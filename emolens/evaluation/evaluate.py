@@ -76,6 +76,7 @@ def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
     matches a labelled box best, else the largest); photos without one are marked missing."""
     from emolens.data.datasets import read_image
     from emolens.inference.detectors import create_detector
+    from emolens.progress import Tracked
 
     paths = getattr(split, "paths", None)
     if not paths:
@@ -85,7 +86,7 @@ def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
     boxes = getattr(split, "boxes", None)
     faces = np.zeros((len(paths), spec.size, spec.size, spec.channels), np.uint8)
     missing = np.zeros(len(paths), bool)
-    for i, path in enumerate(paths):
+    for i, path in enumerate(Tracked(paths, f"detecting faces ({split.name})")):
         image = read_image(path)
         rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
         found = [np.asarray(d.box, float) for d in det.detect(rgb)]

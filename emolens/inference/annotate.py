@@ -1,11 +1,21 @@
-"""Draw recognition results on BGR frames: boxes, "emotion 87%" labels, probability bars, FPS."""
+"""Draw recognition results on BGR frames: boxes, "#id emotion 87%" labels, probability bars, FPS.
+
+Labels and probability panels are laid out so that none covers a face or another label or panel:
+each goes to the first free spot beside its face, else to the free spot nearest to it (joined to
+the face by a thin line); only when the image has no free room at all does it take the spot that
+covers least. Every label and panel carries the face's ``face_id``: the index used by the tables,
+JSON and CSV.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emolens.inference.results import FaceResult
+from emolens.io import atomic_path
 
 #: BGR colour per canonical emotion.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -19,6 +29,9 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "contempt": (120, 80, 200),
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+GAP = 3  # px between a face box and its label or panel
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int],
@@ -28,25 +41,107 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color:
     cv2.putText(img, text, org, FONT, scale, color, thickness, cv2.LINE_AA)
 
 
-def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap_area(rect: Rect, others: np.ndarray) -> np.ndarray:
+    """Overlap area of ``rect`` with each of the M×4 ``others``."""
+    if not len(others):
+        return np.zeros(0)
+    w = np.minimum(rect[2], others[:, 2]) - np.maximum(rect[0], others[:, 0])
+    h = np.minimum(rect[3], others[:, 3]) - np.maximum(rect[1], others[:, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def draw_bars(img: np.ndarray, face: FaceResult, scale: float, occupied: list[tuple[int, int, int, int]]) -> None:
-    """Per-class probability bars beside the face box: right, left, below or above, whichever first
-    fits in the image without covering another face or panel (``occupied``, updated)."""
-    x1, y1, x2, y2 = face.box
+def place(size: tuple[int, int], near: Rect, preferred: list[tuple[int, int]], occupied: list[Rect],
+          image_size: tuple[int, int], step: int) -> Rect:
+    """A ``size`` (w, h) rectangle inside the image covering none of ``occupied``.
+
+    Tries the ``preferred`` top-left corners first, then a grid (``step`` px) ordered by distance
+    from ``near``; with no free spot anywhere, the in-image spot that covers least.
+    """
+    w, h = size
+    img_w, img_h = image_size
+    others = np.array(occupied, dtype=np.int64).reshape(-1, 4)
+    inside = [(x, y) for x, y in preferred if 0 <= x and 0 <= y and x + w <= img_w and y + h <= img_h]
+    for x, y in inside:
+        if not _overlap_area((x, y, x + w, y + h), others).any():
+            return x, y, x + w, y + h
+    xs = np.arange(0, max(1, img_w - w + 1), step)
+    ys = np.arange(0, max(1, img_h - h + 1), step)
+    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    cx, cy = (near[0] + near[2]) / 2, (near[1] + near[3]) / 2
+    order = np.argsort(np.hypot(gx + w / 2 - cx, gy + h / 2 - cy), kind="stable")
+    gx, gy = gx[order], gy[order]
+    if len(others):
+        x1, y1 = gx[:, None], gy[:, None]
+        clash = (x1 < others[None, :, 2]) & (others[None, :, 0] < x1 + w) & \
+                (y1 < others[None, :, 3]) & (others[None, :, 1] < y1 + h)
+        free = np.flatnonzero(~clash.any(axis=1))
+    else:
+        free = np.arange(len(gx))
+    if len(free):
+        x, y = int(gx[free[0]]), int(gy[free[0]])
+        return x, y, x + w, y + h
+    spots = inside or [(int(gx[i]), int(gy[i])) for i in range(min(len(gx), 2000))]
+    x, y = min(spots, key=lambda p: (_overlap_area((p[0], p[1], p[0] + w, p[1] + h), others).sum(),
+                                     abs(p[0] - near[0]) + abs(p[1] - near[1])))
+    return x, y, x + w, y + h
+
+
+def _leader(img: np.ndarray, rect: Rect, box: Rect, color: tuple[int, int, int]) -> None:
+    """A thin line from a label or panel placed away from its face to the face box."""
+    if rect[0] <= box[2] + GAP + 1 and box[0] <= rect[2] + GAP + 1 and rect[1] <= box[3] + GAP + 1 \
+            and box[1] <= rect[3] + GAP + 1:
+        return  # touching the box already
+    px = min(max((box[0] + box[2]) // 2, rect[0]), rect[2])
+    py = min(max((box[1] + box[3]) // 2, rect[1]), rect[3])
+    fx = min(max(px, box[0]), box[2])
+    fy = min(max(py, box[1]), box[3])
+    cv2.line(img, (px, py), (fx, fy), color, 1, cv2.LINE_AA)
+
+
+def label_text(face: FaceResult) -> str:
+    """``#id emotion 87%`` (without ``#id`` when the face has none)."""
+    text = f"{face.emotion} {face.confidence:.0%}"
+    return text if face.face_id is None else f"#{face.face_id} {text}"
+
+
+def layout(faces: list[FaceResult], image_size: tuple[int, int], scale: float, bars: bool = True
+           ) -> list[tuple[Rect, Rect | None]]:
+    """Per face, where its label and (with ``bars``) its probability panel go: (label, panel) rects.
+
+    None of them covers a face box or another label or panel while the image has room.
+    """
+    thick = max(1, int(round(2 * scale)))
+    occupied: list[Rect] = [(x1 - thick, y1 - thick, x2 + thick, y2 + thick) for x1, y1, x2, y2 in (f.box for f in faces)]
+    placed = []
+    step = max(4, int(8 * scale))
+    for face in faces:
+        x1, y1, x2, y2 = face.box
+        (tw, th), base = cv2.getTextSize(label_text(face), FONT, 0.55 * scale, thick)
+        lw, lh = tw + 6, th + base + 6
+        label = place((lw, lh), face.box, [(x1, y1 - GAP - lh), (x2 - lw, y1 - GAP - lh), (x1, y2 + GAP)],
+                      occupied, image_size, step)
+        occupied.append(label)
+        panel = None
+        if bars:
+            row = max(10, int(14 * scale))
+            pw, ph = int(62 * scale) + int(70 * scale) + 6, row * len(face.probabilities) + 2
+            top = min(y1, label[1])
+            panel = place((pw, ph), face.box, [(x2 + GAP, top), (x1 - GAP - pw, top), (x2 + GAP, y2 - ph),
+                                                (x1 - GAP - pw, y2 - ph), (x1, max(y2, label[3]) + GAP),
+                                                (x1, min(y1, label[1]) - GAP - ph)],
+                          occupied, image_size, step)
+            occupied.append(panel)
+        placed.append((label, panel))
+    return placed
+
+
+def draw_bars(img: np.ndarray, face: FaceResult, panel: Rect, scale: float) -> None:
+    """The per-class probability bars of ``face`` in the ``panel`` rectangle (darkened first)."""
+    left, top, right, bottom = panel
     row = max(10, int(14 * scale))
     label_w, bar_w = int(62 * scale), int(70 * scale)
-    pw, ph = label_w + bar_w + 6, row * len(face.probabilities) + 2
-    h, w = img.shape[:2]
-    spots = [(x2 + 4, y1), (x1 - 4 - pw, y1), (x1, y2 + 4), (x1, y1 - 4 - ph)]
-    inside = [(x, y) for x, y in spots if x >= 0 and y >= 0 and x + pw <= w and y + ph <= h]
-    free = [(x, y) for x, y in inside if not any(_overlaps((x, y, x + pw, y + ph), o) for o in occupied)]
-    left, top = (free or inside or [(max(0, min(x2 + 4, w - pw)), max(0, min(y1, h - ph)))])[0]
-    occupied.append((left, top, left + pw, top + ph))
-    panel = img[top:top + ph, left:left + pw]
-    panel[:] = (panel * 0.45).astype(np.uint8)  # darken for contrast
+    region = img[top:bottom, left:right]
+    region[:] = (region * 0.45).astype(np.uint8)  # darken for contrast
     for i, (name, p) in enumerate(face.probabilities.items()):
         y = top + i * row
         _text(img, name[:8], (left + 2, y + row - 3), 0.33 * scale, (255, 255, 255))
@@ -54,24 +149,42 @@ def draw_bars(img: np.ndarray, face: FaceResult, scale: float, occupied: list[tu
                       COLORS.get(name, (255, 255, 255)), -1)
 
 
-def annotate(frame_bgr: np.ndarray, faces: list[FaceResult], fps: float | None = None, bars: bool = True,
-             copy: bool = True) -> np.ndarray:
+def draw_fps(img: np.ndarray, fps: float) -> None:
+    """The processing rate in the top-left corner (live windows only; never in saved files)."""
+    scale = max(0.6, min(img.shape[:2]) / 480)
+    _text(img, f"{fps:.1f} FPS", (8, int(24 * scale)), 0.6 * scale, (255, 255, 255), max(1, int(round(2 * scale))))
+
+
+def annotate(frame_bgr: np.ndarray, faces: list[FaceResult], bars: bool = True, copy: bool = True) -> np.ndarray:
     """Draw ``faces`` on a BGR frame (a copy unless ``copy=False``) and return it."""
     img = frame_bgr.copy() if copy else frame_bgr
-    scale = max(0.6, min(img.shape[:2]) / 480)
+    h, w = img.shape[:2]
+    scale = max(0.6, min(h, w) / 480)
     thick = max(1, int(round(2 * scale)))
-    if bars:
-        occupied = [f.box for f in faces]
-        for face in faces:
-            draw_bars(img, face, scale, occupied)
     for face in faces:
         x1, y1, x2, y2 = face.box
+        cv2.rectangle(img, (x1, y1), (x2, y2), COLORS.get(face.emotion, (255, 255, 255)), thick, cv2.LINE_AA)
+    for face, (label, panel) in zip(faces, layout(faces, (w, h), scale, bars)):
         color = COLORS.get(face.emotion, (255, 255, 255))
-        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
-        label = f"{face.emotion} {face.confidence:.0%}"
-        if face.face_id is not None:
-            label = f"#{face.face_id} {label}"
-        _text(img, label, (x1, max(int(16 * scale), y1 - 6)), 0.55 * scale, color, thick)
-    if fps is not None:
-        _text(img, f"{fps:.1f} FPS", (8, int(24 * scale)), 0.6 * scale, (255, 255, 255), thick)
+        if panel is not None:
+            draw_bars(img, face, panel, scale)
+            _leader(img, panel, face.box, color)
+        region = img[label[1]:label[3], label[0]:label[2]]
+        region[:] = (region * 0.45).astype(np.uint8)
+        (_, th), _ = cv2.getTextSize(label_text(face), FONT, 0.55 * scale, thick)
+        _text(img, label_text(face), (label[0] + 3, label[1] + 3 + th), 0.55 * scale, color, thick)
+        _leader(img, label, face.box, color)
     return img
+
+
+def save_image(frame_bgr: np.ndarray, path: str | Path) -> Path:
+    """Write a BGR image atomically, its format chosen by the suffix (.jpg, .png, ...); OSError when
+    it cannot be encoded or written. Encoded in memory, so any file name works (OpenCV's own file
+    functions fail on names that are not valid UTF-8)."""
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".jpg", frame_bgr)
+    if not ok:
+        raise OSError(f"cannot encode {path} as {path.suffix or '.jpg'}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+    return path

@@ -7,6 +7,7 @@ A model file carries its own class list and crop spec in the ONNX metadata prope
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,22 +27,32 @@ def list_bundled_models() -> list[str]:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """Path of a bundled model name (or ``default``) or of an existing .onnx file."""
+    """Path of a bundled model name (or ``default``), of an .onnx file, or of the one .onnx file in
+    a folder (a training run after ``emolens export``). FileNotFoundError says what was expected."""
     text = str(name_or_path)
-    if text.endswith(".onnx") or Path(text).is_file():
-        path = Path(text)
-        if not path.is_file():
-            raise FileNotFoundError(f"model file {path} does not exist")
+    path = Path(text)
+    available = ", ".join(list_bundled_models()) or "none installed"
+    export_hint = "export it first: emolens export {run} --out {run}/model.onnx, then --model {run}/model.onnx"
+    if path.is_dir():
+        models = sorted(path.glob("*.onnx"))
+        if len(models) == 1:
+            return models[0]
+        found = f" (it holds {len(models)}: give one of them)" if models else ""
+        raise FileNotFoundError(f"{path} is a folder without one exported .onnx model{found}; recognition runs "
+                                f"ONNX models: for a training run, " + export_hint.format(run=path))
+    if path.suffix in (".pt", ".pth") and path.is_file():
+        raise FileNotFoundError(f"{path} is a PyTorch checkpoint; recognition runs ONNX models: "
+                                + export_hint.format(run=path.parent))
+    if path.is_file():
         return path
     name = DEFAULT_MODEL if text == "default" else text
-    path = WEIGHTS / f"{name}.onnx"
-    if not path.is_file():
-        available = ", ".join(list_bundled_models()) or "none installed"
-        raise FileNotFoundError(
-            f"bundled model {name!r} is not available (looked for {path}); bundled models: {available}; "
-            f"or pass the path of an exported .onnx model"
-        )
-    return path
+    bundled = WEIGHTS / f"{name}.onnx"
+    if bundled.is_file():
+        return bundled
+    if path.suffix or "/" in text or os.sep in text:
+        raise FileNotFoundError(f"model file or folder {text} does not exist (bundled models: {available})")
+    raise FileNotFoundError(f"no bundled model {name!r} (bundled models: {available}, in {WEIGHTS}); "
+                            f"or give the path of a model file or run folder")
 
 
 class EmotionClassifier:

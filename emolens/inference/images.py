@@ -7,6 +7,7 @@ are refused from their header, before any pixel is decoded (decompression bombs)
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ def check_pixels(width: int, height: int, name: str, max_pixels: int = MAX_PIXEL
     if width * height > max_pixels:
         raise InputError(
             f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels is over the limit of "
-            f"{max_pixels / 1e6:.1f} megapixels (raise max_pixels to allow it)"
+            f"{max_pixels / 1e6:.1f} megapixels (raise it with --max-pixels, or max_pixels= in Python)"
         )
 
 
@@ -66,7 +67,10 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with Image.open(path) as img:  # reads the header only
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels says it in our words
+            img = Image.open(path)  # reads the header only
+        with img:
             check_pixels(img.width, img.height, str(path), max_pixels)
             img.load()
             return ImageOps.exif_transpose(img)  # a rotated copy, independent of the file

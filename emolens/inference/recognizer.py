@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emolens.inference.classifier import EmotionClassifier
-from emolens.inference.detectors import Detection, Detector, create_detector
+from emolens.inference.detectors import DEFAULT_STREAM_DETECTOR, Detection, Detector, create_detector
 from emolens.inference.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.results import FaceResult, ImageResult
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker, check_smoothing
@@ -27,15 +27,22 @@ class Recognizer:
 
     ``model``: a bundled model name (``default`` → ``fer2013``), an .onnx path or an
     :class:`EmotionClassifier`; ``detector``: a detector name (see
-    :func:`~emolens.inference.detectors.list_detectors`) or object; ``smoothing``: per-face
-    exponential smoothing for video and live streams (0 = off; still images are never smoothed);
-    ``max_pixels``: largest image accepted (decompression-bomb guard).
+    :func:`~emolens.inference.detectors.list_detectors`; ``None`` or ``"none"``: each image is one
+    face) or object. ``"default"`` uses the thorough default for photos and the fast one for video
+    frames (:meth:`detect` with ``stream=True``); any other choice serves both. ``smoothing``:
+    per-face exponential smoothing for video and live streams (0 = off; still images are never
+    smoothed); ``max_pixels``: largest image accepted (decompression-bomb guard).
     """
 
-    def __init__(self, model: str | Path | EmotionClassifier = "default", detector: str | Detector = "default",
+    def __init__(self, model: str | Path | EmotionClassifier = "default", detector: str | Detector | None = "default",
                  smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS, **detector_opts: Any):
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
-        self.detector = create_detector(detector, **detector_opts) if isinstance(detector, str) else detector
+        if detector is None or isinstance(detector, str):
+            self.detector = create_detector(detector, **detector_opts)
+            default = detector == "default" and not detector_opts
+            self.stream_detector = create_detector(DEFAULT_STREAM_DETECTOR) if default else self.detector
+        else:
+            self.detector = self.stream_detector = detector
         self.smoothing = check_smoothing(smoothing)
         self.max_pixels = max_pixels
 
@@ -44,34 +51,44 @@ class Recognizer:
         return self.classifier.classes
 
     def __repr__(self) -> str:
-        return f"Recognizer(model={self.classifier.path.name!r}, detector={self.detector.name!r})"
+        stream = "" if self.stream_detector is self.detector else f", stream_detector={self.stream_detector.name!r}"
+        return f"Recognizer(model={self.classifier.path.name!r}, detector={self.detector.name!r}{stream})"
 
     def tracker(self) -> FaceTracker:
         """A fresh tracker for one stream, smoothing as configured."""
         return FaceTracker(smoothing=self.smoothing)
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        return self.detector.detect(image_rgb)
+    def detect(self, image_rgb: np.ndarray, stream: bool = False) -> list[Detection]:
+        """Faces in an RGB image; ``stream=True`` for video frames (the fast detector when both differ).
+
+        Still images get their faces in reading order (left to right), so a face's index is stable
+        and easy to find on the picture; stream frames keep the detector's order for the tracker.
+        """
+        if stream:
+            return self.stream_detector.detect(image_rgb)
+        return sorted(self.detector.detect(image_rgb), key=lambda d: (d.box[0], d.box[1]))
 
     def classify(self, image_rgb: np.ndarray, detections: Sequence[Detection]) -> list[FaceResult]:
-        """Emotion probabilities for already-found faces."""
+        """Emotion probabilities for already-found faces; ``face_id`` is each face's index."""
         probs = self.classifier.classify_faces(image_rgb, [d.box for d in detections])
         return self._faces(detections, probs)
 
     def _faces(self, detections: Sequence[Detection], probs: np.ndarray) -> list[FaceResult]:
-        return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p), strict=True)))
-                for d, p in zip(detections, probs, strict=True)]
+        return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p), strict=True)), i, d.landmarks,
+                           d.landmark_names)
+                for i, (d, p) in enumerate(zip(detections, probs, strict=True))]
 
-    def analyze(self, image: ImageInput, color: Color = "rgb") -> ImageResult:
+    def analyze(self, image: ImageInput, color: Color = "rgb", stream: bool = False) -> ImageResult:
         """Faces and emotions in one image; no face gives an empty ``faces`` list.
 
         ``image``: a path, a PIL image, or a uint8 (or 16-bit/float) numpy array whose channel order
         is ``color`` — "rgb" by default (emolens' convention); pass ``color="bgr"`` for OpenCV frames.
+        ``stream=True`` marks a video frame (see :meth:`detect`).
         Raises :class:`~emolens.inference.errors.InputError` for an unusable input.
         """
         rgb = load_image(image, color, self.max_pixels)
         h, w = rgb.shape[:2]
-        return ImageResult(describe(image), w, h, self.classify(rgb, self.detect(rgb)))
+        return ImageResult(describe(image), w, h, self.classify(rgb, self.detect(rgb, stream)))
 
     def analyze_batch(self, images: Sequence[ImageInput], batch_size: int = 64, color: Color = "rgb",
                       sources: Sequence[str] | None = None) -> list[ImageResult]:

@@ -5,15 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("to_dataframe() needs pandas: pip install 'emolens[pandas]' "
+                                  "(or use to_rows(), which needs nothing)", name="pandas") from None
+    return pandas
+
 
 @dataclass
 class FaceResult:
-    """One face: pixel box (x1, y1, x2, y2), detection score, emotion probabilities."""
+    """One face: pixel box (x1, y1, x2, y2), detection score, emotion probabilities, an id (the
+    face's index in a still image, its track id in a video), and the detector's landmarks when it
+    gives them (K×2 pixel x, y named by ``landmark_names``; see ``emolens.inference.detectors``)."""
 
     box: tuple[int, int, int, int]
     score: float
     probabilities: dict[str, float]
     face_id: int | None = None
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+    landmark_names: tuple[str, ...] = ()
 
     @property
     def emotion(self) -> str:
@@ -24,7 +39,12 @@ class FaceResult:
         return self.probabilities[self.emotion]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``landmarks`` maps each landmark name to [x, y] (null without landmarks)."""
         x1, y1, x2, y2 = self.box
+        landmarks = None
+        if self.landmarks is not None:
+            landmarks = {n: [round(float(x), 1), round(float(y), 1)]
+                         for n, (x, y) in zip(self.landmark_names, self.landmarks, strict=True)}
         return {
             "face_id": self.face_id,
             "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
@@ -32,6 +52,7 @@ class FaceResult:
             "emotion": self.emotion,
             "confidence": round(float(self.confidence), 4),
             "probabilities": {k: round(float(v), 4) for k, v in self.probabilities.items()},
+            "landmarks": landmarks,
         }
 
 
@@ -64,9 +85,8 @@ class ImageResult:
         return rows
 
     def to_dataframe(self) -> Any:
-        import pandas as pd  # optional dependency
-
-        return pd.DataFrame(self.to_rows())
+        """:meth:`to_rows` as a pandas DataFrame (the ``[pandas]`` extra)."""
+        return _pandas().DataFrame(self.to_rows())
 
 
 @dataclass
@@ -125,8 +145,7 @@ class VideoResult:
         }
 
     def to_dataframe(self) -> Any:
-        import pandas as pd  # optional dependency
-
+        """The timeline as a pandas DataFrame (the ``[pandas]`` extra)."""
         columns = ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence",
                    *(f"p_{c}" for c in self.classes)]
-        return pd.DataFrame(self.timeline, columns=columns)
+        return _pandas().DataFrame(self.timeline, columns=columns)

@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from emolens.inference.annotate import annotate
+from emolens.inference.annotate import annotate, draw_fps
 from emolens.inference.detectors import Detection
 from emolens.inference.errors import InputError
 from emolens.io import atomic_path, write_text
@@ -55,6 +56,19 @@ def open_capture(source: Source) -> cv2.VideoCapture:
     if not cap.isOpened():
         raise InputError(f"{source}: not a readable video (expected a file such as .mp4/.avi or a stream URL)")
     return cap
+
+
+def frame_count(path: str | Path) -> int | None:
+    """Frames a video file declares in its header (None when unknown or unreadable)."""
+    try:
+        cap = open_capture(path)
+    except InputError:
+        return None
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    return count if count > 0 else None
 
 
 class LatestFrameReader:
@@ -96,14 +110,21 @@ class LatestFrameReader:
         self._thread.join(timeout=2)
 
 
-def iter_frames(cap: cv2.VideoCapture, realtime: bool, fps: float) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(frame number, time in seconds, BGR frame); live sources skip frames the consumer missed."""
+def iter_frames(cap: cv2.VideoCapture, realtime: bool, fps: float,
+                paced: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame number, time in seconds, BGR frame); live sources skip frames the consumer missed.
+
+    ``paced``: a file's frames are delivered no faster than its frame rate (playback speed).
+    """
     if not realtime:
         index = 0
+        start = time.perf_counter()
         while True:
             ok, frame = cap.read()
             if not ok:
                 return
+            if paced and (wait := start + index / fps - time.perf_counter()) > 0:
+                time.sleep(wait)
             yield index, index / fps, frame
             index += 1
     reader = LatestFrameReader(cap)
@@ -131,12 +152,69 @@ class StreamAnalyzer:
         """Faces in one BGR frame, with stable ``face_id`` and smoothed probabilities."""
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         if self._count % self.detect_every == 0:
-            detections = self.recognizer.detect(rgb)
+            detections = self.recognizer.detect(rgb, stream=True)
         else:
-            detections = [Detection(f.box, f.score) for f in self._last]
+            detections = [Detection(f.box, f.score, f.landmarks, f.landmark_names) for f in self._last]
         self._count += 1
         self._last = self.tracker.update(self.recognizer.classify(rgb, detections))
         return self._last
+
+
+class VideoWriter:
+    """An annotated-video file: H.264 in MP4 (browsers play it) through PyAV when it is installed
+    (the ``[video]`` extra), else OpenCV's MPEG-4 Part 2 (``mp4v``), which OpenCV's wheels can write
+    fast but browsers do not play. (OpenCV's wheels also write VP8/VP9 WebM, at 75-450 ms a
+    640×480 frame here: too slow for live video.)
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        self.codec = "h264" if _has_pyav() else "mp4v"
+        width, height = size
+        name = str(self.path)
+        if self.codec == "h264":
+            import av
+
+            self._out = av.open(name, "w", format="mp4", options={"movflags": "+faststart"})
+            self._stream = self._out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
+                                                options={"preset": "ultrafast", "crf": "23"})
+            self._stream.width, self._stream.height = width + width % 2, height + height % 2
+            self._stream.pix_fmt = "yuv420p"
+        else:
+            self._cv = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            if not self._cv.isOpened():
+                raise OSError(f"cannot write video {self.path}")
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Append one BGR frame (the size given at creation)."""
+        if self.codec == "mp4v":
+            self._cv.write(frame_bgr)
+            return
+        import av
+
+        h, w = frame_bgr.shape[:2]
+        if (w, h) != (self._stream.width, self._stream.height):  # yuv420p needs even sizes
+            frame_bgr = cv2.copyMakeBorder(frame_bgr, 0, self._stream.height - h, 0, self._stream.width - w,
+                                           cv2.BORDER_REPLICATE)
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame_bgr, format="bgr24")):
+            self._out.mux(packet)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self.codec == "mp4v":
+            self._cv.release()
+            return
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class FpsMeter:
@@ -161,12 +239,15 @@ FrameCallback = Callable[[np.ndarray, list[FaceResult], int], bool]
 
 def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Path | None = None,
                   detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
-                  bars: bool = True, show_fps: bool = False, on_frame: FrameCallback | None = None) -> VideoResult:
+                  bars: bool = True, show_fps: bool = False, on_frame: FrameCallback | None = None,
+                  paced: bool = False, on_progress: Callable[[int], None] | None = None) -> VideoResult:
     """Analyse a video file, camera index or stream URL.
 
-    ``annotate_to``: write the annotated video there (mp4v; ``show_fps`` adds the processing
-    rate). ``on_frame(annotated_bgr, faces,
-    frame_number)`` is called for every processed frame and may return False to stop (live window).
+    ``annotate_to``: write the annotated video there (see :class:`VideoWriter`).
+    ``on_frame(annotated_bgr, faces, frame_number)`` is called for every processed frame and may
+    return False to stop (live window); ``show_fps`` draws the processing rate on those frames
+    only, never in the file. ``paced``: a video file plays at its own frame rate instead of as
+    fast as it can be processed. ``on_progress(1)`` is called after each processed frame.
     A source without a single readable frame raises InputError; a video without faces gives an
     empty timeline.
     """
@@ -178,9 +259,9 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         analyzer = StreamAnalyzer(recognizer, detect_every)
         meter = FpsMeter()
         result: VideoResult | None = None
-        writer: cv2.VideoWriter | None = None
+        writer: VideoWriter | None = None
         name = f"camera {source}" if is_camera(source) else str(source)
-        stream = iter_frames(cap, realtime, fps)
+        stream = iter_frames(cap, realtime, fps, paced)
         with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp, closing(stream):
             try:
                 for index, time_s, frame in stream:
@@ -188,17 +269,20 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
                         h, w = frame.shape[:2]
                         result = VideoResult(name, w, h, fps, recognizer.classes)
                         if tmp is not None:
-                            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                            if not writer.isOpened():
-                                raise OSError(f"cannot write video {annotate_to}")
+                            writer = VideoWriter(tmp, fps, (w, h))
                     faces = analyzer.process(frame)
                     result.add_frame(index, time_s, faces)
+                    if on_progress is not None:
+                        on_progress(1)
                     if writer is not None or on_frame is not None:
-                        shown = annotate(frame, faces, fps=meter.tick() if show_fps else None, bars=bars)
+                        shown = annotate(frame, faces, bars=bars)
                         if writer is not None:
                             writer.write(shown)
-                        if on_frame is not None and on_frame(shown, faces, index) is False:
-                            break
+                        if on_frame is not None:
+                            if show_fps and (rate := meter.tick()) is not None:
+                                draw_fps(shown, rate)
+                            if on_frame(shown, faces, index) is False:
+                                break
                     if (max_frames is not None and result.processed >= max_frames) or \
                             (max_seconds is not None and time_s >= max_seconds):
                         break
@@ -207,7 +291,7 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
                     raise  # a live stream stops on Ctrl-C and keeps what it recorded
             finally:
                 if writer is not None:
-                    writer.release()
+                    writer.close()
             if result is None:
                 raise InputError(f"{name}: no frame could be read (empty or broken video)")
         return result

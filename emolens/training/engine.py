@@ -6,7 +6,6 @@ returns the global numbers.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
+from emolens.progress import Tracked, interactive
 from emolens.training.losses import masked_logits, target_classes
 
 
@@ -32,12 +31,9 @@ def global_sums(*values: float, device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def _progress(iterable, desc: str, enabled: bool) -> tqdm:
-    """A progress bar on rank 0 (refreshing rarely when stderr is a log file, not a terminal)."""
-    return tqdm(
-        iterable, desc=desc, leave=False, dynamic_ncols=True, disable=not (enabled and _is_main()),
-        mininterval=0.2 if sys.stderr.isatty() else 30.0,
-    )
+def _progress(iterable, desc: str, enabled: bool) -> Tracked:
+    """A progress bar on rank 0 when stderr is a terminal (nothing in log files)."""
+    return Tracked(iterable, desc, enabled=enabled and _is_main() and interactive())
 
 
 def _is_main() -> bool:
@@ -88,7 +84,7 @@ def train_one_epoch(
         pred = (masked_logits(logits, y) if y.is_floating_point() else logits).argmax(1)
         correct += (pred == target_classes(y)).sum().item()
         seen += n
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
     elapsed = time.perf_counter() - start
     loss_sum, correct, seen = global_sums(loss_sum, correct, seen, device=device)
     seen = max(seen, 1)

@@ -8,8 +8,13 @@ from typing import Any
 
 import typer
 
-MODEL_HELP = "bundled model name (default → fer2013) or path to an exported .onnx model"
-DETECTOR_HELP = "face detector: default (blazeface), blazeface, blazeface-short or haar"
+from emolens.inference.detectors import DEFAULT_DETECTOR, DEFAULT_STREAM_DETECTOR, list_detectors
+
+MODEL_HELP = ("trained model: a bundled name (default → fer2013; `emolens models` lists them), an exported "
+              ".onnx file, or a run folder holding one")
+DETECTOR_HELP = (f"face detector: default (photos {DEFAULT_DETECTOR}, video {DEFAULT_STREAM_DETECTOR}), "
+                 f"{', '.join(list_detectors())} (none: each image is one face), yunet-N (YuNet at N px), "
+                 f"or a fallback chain such as blazeface,yunet")
 IMAGES_IN_MEMORY = 8  # decoded photos held at once (a 24 MP photo is 72 MB); faces still batch across them
 
 
@@ -28,7 +33,7 @@ def analyze(
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
     smoothing: float = typer.Option(0.6, help="per-face smoothing of video probabilities (0 = off)"),
     detect_every: int = typer.Option(1, "--detect-every", min=1, help="videos: detect faces every k-th frame"),
-    max_pixels: int = typer.Option(50_000_000, help="refuse images larger than this many pixels"),
+    max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="refuse images larger than this many pixels"),
     batch_size: int = typer.Option(64, help="faces classified per batch"),
 ) -> None:
     """Find faces and their emotions in images and videos.
@@ -41,31 +46,46 @@ def analyze(
     """
     from rich.console import Console
 
+    from emolens.inference.detectors import probably_face_crop
     from emolens.inference.errors import InputError
     from emolens.inference.images import IMAGE_SUFFIXES, describe
     from emolens.inference.video import VIDEO_SUFFIXES
+    from emolens.progress import progress
 
     console = Console()
     recognizer = _recognizer(console, model, detector, smoothing, max_pixels)
     files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     for e in errors:
         console.print(f"[red]error[/]: {e['error']}")
+    if not files:
+        console.print(f"[yellow]warning[/]: nothing to analyse: no image or video file in {', '.join(map(str, inputs))} "
+                      f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        raise typer.Exit(1)
     artifact_dir = annotate_dir or (json_out.parent if json_out else None) or (csv_out.parent if csv_out else None)
     entries: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     stems: set[str] = set()
     images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
-    for start in range(0, len(images), IMAGES_IN_MEMORY):
-        for path, outcome, rgb in _analyze_images(recognizer, images[start:start + IMAGES_IN_MEMORY], batch_size):
-            if isinstance(outcome, InputError):
-                errors.append({"source": str(path), "error": str(outcome)})
-                console.print(f"[red]error[/]: {outcome}")
-                continue
-            entries.append({"kind": "image", **outcome.to_dict()})
-            rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
-            _print_image(console, outcome)
-            if annotate_dir:
-                _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+    crops = 0  # images without a face that look like face crops
+    with progress("images", len(images)) as advance:
+        for start in range(0, len(images), IMAGES_IN_MEMORY):
+            batch = _analyze_images(recognizer, images[start:start + IMAGES_IN_MEMORY], batch_size)
+            advance(len(batch))
+            for path, outcome, rgb in batch:
+                if isinstance(outcome, InputError):
+                    errors.append({"source": str(path), "error": str(outcome)})
+                    console.print(f"[red]error[/]: {outcome}")
+                    continue
+                entries.append({"kind": "image", **outcome.to_dict()})
+                rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
+                _print_image(console, outcome)
+                if not outcome.faces and probably_face_crop(recognizer.detector, rgb):
+                    crops += 1
+                if annotate_dir:
+                    _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+    if crops:
+        console.print(f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face "
+                      f"fills the image); if they are, analyse them with --detector none (each image is one face)")
     for path in (f for f in files if f.suffix.lower() in VIDEO_SUFFIXES):
         stem = _unique(path.stem, stems)
         try:
@@ -92,11 +112,14 @@ def live(
     detect_every: int = typer.Option(1, "--detect-every", min=1, help="detect faces every k-th processed frame"),
     max_seconds: float | None = typer.Option(None, help="stop after this many seconds of video"),
     max_frames: int | None = typer.Option(None, help="stop after this many processed frames"),
+    fast: bool = typer.Option(False, "--fast", help="window: play a video file as fast as it is processed"),
 ) -> None:
     """Live recognition in a window (q quits, s saves a snapshot), or headless with --no-window.
 
     A camera never falls behind: frames that arrive while one is processed are dropped. A file
-    is processed frame by frame. Headless runs default --out to ./emolens-live.
+    is processed frame by frame; in the window it plays at its own frame rate (--fast: flat out)
+    and its last frame stays until you quit. Headless runs go flat out and default --out to
+    ./emolens-live.
     """
     from rich.console import Console
 
@@ -109,7 +132,7 @@ def live(
         out = Path("emolens-live")
     try:
         run = run_live(recognizer, source, out_dir=out, window=not no_window, detect_every=detect_every,
-                       max_frames=max_frames, max_seconds=max_seconds)
+                       max_frames=max_frames, max_seconds=max_seconds, fast=fast)
     except InputError as e:
         console.print(f"[red]error[/]: {e}")
         raise typer.Exit(2) from e
@@ -188,10 +211,12 @@ def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
 
 def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
                    detect_every: int, console: Any) -> Any:
-    from emolens.inference.video import analyze_video, write_video_outputs
+    from emolens.inference.video import analyze_video, frame_count, write_video_outputs
+    from emolens.progress import progress
 
-    video = analyze_video(recognizer, path, annotate_to=annotate_dir / f"{stem}.mp4" if annotate_dir else None,
-                          detect_every=detect_every)
+    with progress(path.name, frame_count(path)) as advance:
+        video = analyze_video(recognizer, path, annotate_to=annotate_dir / f"{stem}.mp4" if annotate_dir else None,
+                              detect_every=detect_every, on_progress=advance)
     console.print(f"[bold]{path}[/]: {video.width}x{video.height}, {video.frames} frames, {video.duration_s:.1f} s")
     _print_summary(console, video)
     if artifact_dir is not None:
@@ -207,9 +232,9 @@ def _print_image(console: Any, result: Any) -> None:
                   title_justify="left")
     for col in ("#", "box x1,y1,x2,y2", "det.", "emotion", "conf.", "next"):
         table.add_column(col)
-    for i, f in enumerate(result.faces):
+    for f in result.faces:
         ranked = sorted(f.probabilities.items(), key=lambda kv: -kv[1])
-        table.add_row(str(i), ",".join(map(str, f.box)), f"{f.score:.2f}", f.emotion, f"{f.confidence:.0%}",
+        table.add_row(str(f.face_id), ",".join(map(str, f.box)), f"{f.score:.2f}", f.emotion, f"{f.confidence:.0%}",
                       ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
     console.print(table)
 

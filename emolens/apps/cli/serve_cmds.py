@@ -6,25 +6,22 @@ from pathlib import Path
 
 import typer
 
+from emolens.apps.cli.infer_cmds import DETECTOR_HELP, MODEL_HELP
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, help="TCP port."),
-    model: str = typer.Option("default", help="Bundled model name (default, fer2013, ...) or an exported .onnx file."),
-    detector: str = typer.Option("default", help="Face detector: default (blazeface), blazeface-short or haar."),
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload (413 above it)."),
     keep_uploads: Path | None = typer.Option(
         None, file_okay=False, help="Save uploaded photos and videos here (by default nothing is kept)."
     ),
 ) -> None:
     """Serve live browser recognition (webcam over a WebSocket) and a REST API under /api/v1."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError as exc:
-        raise typer.BadParameter(
-            f"the web server needs the [web] extra ({exc.name} is missing): pip install 'emolens[web]'"
-        ) from None
+    import fastapi  # noqa: F401  (a missing [web] extra is reported by the CLI in one line)
+    import uvicorn
     from emolens.apps.web.server import Settings, create_app
 
     settings = Settings(model=model, detector=detector, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads)

@@ -23,13 +23,29 @@ def _fail(message: str) -> typer.Exit:
 def models_cmd(
     classes: int = typer.Option(7, "--classes", help="Number of classes the parameter counts assume."),
 ) -> None:
-    """List the registered architectures with parameter counts and default input."""
+    """List the bundled trained models (for --model) and the architectures to train (for --arch)."""
     from rich.console import Console
     from rich.table import Table
 
-    from emolens.models import list_models
+    from emolens.inference.classifier import DEFAULT_MODEL, EmotionClassifier, list_bundled_models
 
-    table = Table(title="emolens models")
+    console = Console()
+    bundled = Table(title="trained models, bundled (--model NAME in analyze, live, serve, evaluate)")
+    for col in ("name", "architecture", "input", "classes"):
+        bundled.add_column(col)
+    for name in list_bundled_models():
+        clf = EmotionClassifier.load(name)
+        spec = clf.crop
+        bundled.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), clf.model_name,
+                        f"{spec.size}×{spec.size} {'gray' if spec.channels == 1 else 'RGB'}", ", ".join(clf.classes))
+    console.print(bundled)
+    try:
+        from emolens.models import list_models
+    except ModuleNotFoundError as e:
+        console.print(f"architectures (train --arch) need the [train] extra ({e.name} is not installed): "
+                      f"pip install 'emolens[train]'", markup=False)
+        return
+    table = Table(title="architectures (train --arch NAME)")
     for col in ("name", "params", "input", "colour", "description"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for info in list_models():
@@ -40,18 +56,20 @@ def models_cmd(
             "gray" if info.channels == 1 else "RGB",
             info.description,
         )
-    Console().print(table)
+    console.print(table)
 
 
 def train_cmd(
     data: Optional[list[str]] = typer.Option(
         None, "--data",
-        help="Dataset folder or file (any layout); repeat for several. Per-source options: "
+        help="(required unless --resume) Dataset folder or file (any layout); repeat for several. Per-source options: "
         "PATH,weight=W,votes=CSV,label_mix=A,name=N,format=F,keep=a+b,drop=c (see docs/training.md).",
     ),
-    model: Optional[str] = typer.Option(None, "--model", help=f"Registered model name (default {_D.model}; see `emolens models`)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, config.json, history.csv, curves.png, tb/."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help=f"Architecture (default {_D.model}; see `emolens models`)."),
+    model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="(required unless --resume) Run folder: checkpoints, config.json, history.csv, curves.png, tb/."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last epoch."),
+    force: bool = typer.Option(False, "--force", help="Start a new run in an --out folder that already holds one (its checkpoints are overwritten)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Epochs (default {_D.epochs})."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Batch size per process (default {_D.batch_size})."),
     lr: Optional[float] = typer.Option(None, "--lr", help=f"Learning rate (default {_D.lr})."),
@@ -89,7 +107,14 @@ def train_cmd(
     """Train a model with the specified recipe on one or more datasets (DDP when started by torchrun)."""
     from emolens.training.train import CONFIG, fit
 
-    given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "CONFIG", "fit")}
+    if model is not None:
+        typer.secho("note: train --model is deprecated; it is --arch now (--model names trained models elsewhere)",
+                    fg=typer.colors.YELLOW, err=True)
+        arch = arch or model
+    given = {k: v for k, v in locals().items()
+             if v is not None and k not in ("resume", "force", "arch", "model", "CONFIG", "fit")}
+    if arch is not None:
+        given["model"] = arch
     given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     try:
         if resume is not None:
@@ -100,6 +125,9 @@ def train_cmd(
         else:
             if not data or out is None:
                 raise _fail("--data and --out are required (or --resume RUN_DIR)")
+            if not force and ((out / CONFIG).is_file() or any(out.glob("*.pt"))):
+                raise _fail(f"--out {out} already holds a run: continue it with --resume {out}, "
+                            f"or start over with --force (its checkpoints are overwritten)")
             cfg = TrainConfig(**given)
         fit(cfg, resume=resume is not None)
     except KeyboardInterrupt:
@@ -110,14 +138,14 @@ def train_cmd(
 
 
 def evaluate_cmd(
-    model: str = typer.Option(..., "--model", help="Run folder, .pt checkpoint, .onnx file or bundled model name (default, fer2013, ...)."),
+    model: str = typer.Option(..., "--model", "-m", help="Trained model: run folder, .pt checkpoint, .onnx file or bundled model name (default, fer2013, ...)."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or file (any supported layout)."),
-    out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, confusion_matrix.png."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder: metrics.json, confusion_matrix.png."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: test, else val, else eval)."),
     format: str = typer.Option("auto", "--format", help="Dataset layout."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none | flip | tencrop (gain is reported)."),
     detect: bool = typer.Option(False, "--detect", help="End to end: find faces in the full photos (no face = error)."),
-    detector: str = typer.Option("default", "--detector", help="Face detector for --detect."),
+    detector: str = typer.Option("default", "--detector", "-d", help="Face detector for --detect (names as in analyze)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Faces per forward pass."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
     device: str = typer.Option("cpu", "--device", help="Device for torch checkpoints (cpu | cuda)."),
@@ -160,7 +188,7 @@ def evaluate_cmd(
 
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="Run folder (its best.pt) or .pt checkpoint."),
-    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     int8: bool = typer.Option(False, "--int8", help="Also quantise to int8 (written as OUT with .int8.onnx)."),
     int8_mode: str = typer.Option("static", "--int8-mode", help="static (QDQ, calibrated on training faces) | dynamic."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),

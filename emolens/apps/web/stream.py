@@ -52,7 +52,7 @@ class StreamSession:
             rgb, _ = decode_image(data, self.max_pixels, f"frame {self.seq}")
         except HTTPException as exc:
             return {"seq": self.seq, "error": exc.detail}
-        result = self.recognizer.analyze(rgb, color="rgb")
+        result = self.recognizer.analyze(rgb, color="rgb", stream=True)
         result.source = "stream"
         result.faces = self.tracker.update(result.faces)
         reply = result.to_dict()

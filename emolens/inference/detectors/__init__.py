@@ -1,27 +1,42 @@
 """Face detectors behind one interface: ``create_detector(name).detect(image_rgb) -> [Detection]``.
 
 Every backend's weights ship offline: ``blazeface`` (MediaPipe BlazeFace full-range, converted to
-ONNX, the default), ``blazeface-short`` (short-range, faces within ~2 m, fastest) and ``haar``
-(OpenCV's frontal-face cascade, tuned for real time).
+ONNX, the default), ``blazeface-short`` (short-range, faces within ~2 m, fastest), ``yunet``
+(libfacedetection's YuNet through OpenCV, best recall on close-ups and crowded photos), ``haar``
+(OpenCV's frontal-face cascade, tuned for real time) and ``none`` (the whole image is one face,
+for inputs that are already face crops).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-DEFAULT_DETECTOR = "blazeface"
+#: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
+#: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
+#: and, on frames where it finds nothing (close-ups), YuNet at 320 px.
+DEFAULT_DETECTOR = "yunet"
+DEFAULT_STREAM_DETECTOR = "blazeface,yunet-320"
+
+#: Landmark order of each detector. "right"/"left" are the person's own sides: for a face looking
+#: at the camera the right eye is on the image's left.
+BLAZEFACE_LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
+YUNET_LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
 
 
 @dataclass(frozen=True)
 class Detection:
-    """A face: pixel box (x1, y1, x2, y2) clipped to the image, and a confidence in [0, 1]."""
+    """A face: pixel box (x1, y1, x2, y2) clipped to the image, a confidence in [0, 1], and, when
+    the detector gives them, landmarks: a K×2 float32 array of pixel (x, y) named by
+    ``landmark_names`` (points may lie slightly outside the image)."""
 
     box: tuple[int, int, int, int]
     score: float
+    landmarks: np.ndarray | None = field(default=None, compare=False, repr=False)
+    landmark_names: tuple[str, ...] = ()
 
 
 class Detector(Protocol):
@@ -47,24 +62,111 @@ def _haar(**opts: Any) -> Detector:
     return HaarDetector(**opts)
 
 
+def _yunet(**opts: Any) -> Detector:
+    from emolens.inference.detectors.yunet import YuNetDetector
+
+    return YuNetDetector(**opts)
+
+
+def _yunet_sized(key: str) -> Callable[..., Detector] | None:
+    """``yunet-N``: YuNet with ``max_side=N`` (e.g. ``yunet-320``), or None for other names."""
+    size = key.removeprefix("yunet-")
+    return (lambda **opts: _yunet(max_side=int(size), **opts)) if key.startswith("yunet-") and size.isdigit() else None
+
+
+class WholeImage:
+    """No detection: the whole image is one face (for inputs that already are face crops)."""
+
+    name = "none"
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """One detection covering the image, score 1."""
+        h, w = image_rgb.shape[:2]
+        return [Detection((0, 0, w, h), 1.0)]
+
+
+class FallbackChain:
+    """Detectors tried in order: the first that finds a face answers (``create_detector("a,b")``).
+
+    A fast detector first and a thorough one behind it costs the thorough pass only on frames
+    where the fast one finds nothing.
+    """
+
+    def __init__(self, detectors: list[Detector]):
+        if len(detectors) < 2:
+            raise ValueError("a fallback chain needs at least two detectors")
+        self.detectors = detectors
+        self.name = ",".join(d.name for d in detectors)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Faces from the first detector of the chain that finds any, best first."""
+        for detector in self.detectors:
+            found = detector.detect(image_rgb)
+            if found:
+                return found
+        return []
+
+
 _REGISTRY: dict[str, Callable[..., Detector]] = {
     "blazeface": _blazeface("full"),
     "blazeface-short": _blazeface("short"),
+    "yunet": _yunet,
     "haar": _haar,
+    "none": lambda: WholeImage(),
 }
 
 
 def list_detectors() -> list[str]:
-    """Names accepted by :func:`create_detector` (besides ``default``)."""
+    """Names accepted by :func:`create_detector` (besides ``default``, ``yunet-N`` for YuNet at N px,
+    and fallback chains "a,b")."""
     return sorted(_REGISTRY)
 
 
-def create_detector(name: str = "default", **opts: Any) -> Detector:
-    """Build a detector by name; ``opts`` go to its constructor (e.g. ``min_score``, ``min_face``)."""
-    key = DEFAULT_DETECTOR if name == "default" else name.strip().lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown face detector {name!r}: choose one of default, {', '.join(list_detectors())}")
-    return _REGISTRY[key](**opts)
+def create_detector(name: str | None = "default", **opts: Any) -> Detector:
+    """Build a detector by name; ``opts`` go to its constructor (e.g. ``min_score``, ``max_side``).
+
+    ``None`` or ``"none"`` treats every image as one face; ``"a,b"`` is a :class:`FallbackChain`
+    (then ``opts`` are not accepted: each part keeps its defaults).
+    """
+    key = "none" if name is None else DEFAULT_DETECTOR if name == "default" else name.strip().lower()
+    if "," in key:
+        if opts:
+            raise ValueError(f"detector options {sorted(opts)} cannot apply to the fallback chain {name!r}")
+        return FallbackChain([create_detector(part) for part in key.split(",")])
+    make = _REGISTRY.get(key) or _yunet_sized(key)
+    if make is None:
+        raise ValueError(f"unknown face detector {name!r}: choose one of default, {', '.join(list_detectors())}, "
+                         f"yunet-N (YuNet at N px), or a fallback chain such as 'blazeface,yunet'")
+    try:
+        return make(**opts)
+    except TypeError as e:  # an option the detector does not take
+        raise ValueError(f"face detector {key!r}: {e}") from e
+
+
+#: Images at most this many pixels on their long side and near square look like face crops.
+CROP_MAX_SIDE = 320
+
+
+def probably_face_crop(detector: Detector, image_rgb: np.ndarray) -> bool:
+    """For an image where ``detector`` found no face: does one face probably fill it?
+
+    True for small near-square images (face-crop datasets are 48-256 px), or when the detector
+    finds a face spanning at least 40 % of the image's width once the image is shrunk into the
+    middle of a canvas twice its size (detectors are trained on faces with context around them).
+    """
+    h, w = image_rgb.shape[:2]
+    if max(h, w) <= CROP_MAX_SIDE and 0.5 <= w / h <= 2.0:
+        return True
+    if max(h, w) > 640:  # a thumbnail is enough to see a face that fills the image
+        import cv2
+
+        scale = 640 / max(h, w)
+        image_rgb = cv2.resize(image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+        h, w = image_rgb.shape[:2]
+    canvas = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = image_rgb
+    return any(d.box[2] - d.box[0] >= 0.4 * w for d in detector.detect(canvas))
 
 
 def clip_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int] | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.inference.detectors import Detection, box_iou, clip_box
+from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection, box_iou, clip_box
 from emolens.inference.runtime import create_session
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -46,14 +46,18 @@ def ssd_anchors(options: dict) -> np.ndarray:
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe's WEIGHTED non-maximum suppression: overlapping boxes are blended by score."""
+    """MediaPipe's WEIGHTED non-maximum suppression: overlapping boxes are blended by score.
+
+    ``boxes`` is N×D: the first 4 columns (x1, y1, x2, y2) decide overlap, every column (box and
+    any keypoints after it) is blended.
+    """
     order = np.argsort(-scores)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     kept_boxes, kept_scores = [], []
     while order.size:
         top = order[0]
         xy1 = np.maximum(boxes[top, :2], boxes[order, :2])
-        xy2 = np.minimum(boxes[top, 2:], boxes[order, 2:])
+        xy2 = np.minimum(boxes[top, 2:4], boxes[order, 2:4])
         inter = np.prod(np.clip(xy2 - xy1, 0, None), axis=1)
         iou = inter / (areas[top] + areas[order] - inter + 1e-9)
         members = order[iou > iou_threshold]
@@ -61,7 +65,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) ->
         kept_boxes.append((boxes[members] * w).sum(axis=0) / w.sum())
         kept_scores.append(scores[top])
         order = order[iou <= iou_threshold]
-    return np.array(kept_boxes, dtype=np.float32).reshape(-1, 4), np.array(kept_scores, dtype=np.float32)
+    return np.array(kept_boxes, dtype=np.float32).reshape(-1, boxes.shape[1]), np.array(kept_scores, dtype=np.float32)
 
 
 @cache
@@ -122,26 +126,30 @@ class BlazeFaceDetector:
         return canvas, scale, px, py
 
     def run(self, image_rgb: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
-        """One model pass: float pixel boxes (N×4) and scores (N) after weighted NMS, best first."""
+        """One model pass after weighted NMS, best first: N×16 float rows in input pixels (box
+        x1, y1, x2, y2, then the 6 keypoints' x, y in :data:`BLAZEFACE_LANDMARKS` order) and N scores."""
         canvas, scale, px, py = self.letterbox(image_rgb)
         x = canvas.astype(np.float32)[None] * (2.0 / 255.0) - 1.0
         regressors, logits = self.session.run(None, {"input": x})
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[0, :, 0].astype(np.float64), -100.0, 100.0)))
         hit = scores >= min_score
         if not hit.any():
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        raw, anchors, scores = regressors[0, hit, :4], self.anchors[hit], scores[hit].astype(np.float32)
+            return np.zeros((0, 16), np.float32), np.zeros(0, np.float32)
+        raw, anchors, scores = regressors[0, hit], self.anchors[hit], scores[hit].astype(np.float32)
         o = self.options
         cx = raw[:, 0] / o["x_scale"] + anchors[:, 0]
         cy = raw[:, 1] / o["y_scale"] + anchors[:, 1]
         half_w, half_h = raw[:, 2] / o["w_scale"] / 2, raw[:, 3] / o["h_scale"] / 2
-        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-        boxes, scores = weighted_nms(boxes, scores, self.iou_threshold)
+        keypoints = raw[:, 4:16].reshape(-1, 6, 2) / np.array([o["x_scale"], o["y_scale"]]) + anchors[:, None, :]
+        rows = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1),
+                               keypoints.reshape(-1, 12)], axis=1)
+        rows, scores = weighted_nms(rows, scores, self.iou_threshold)
         # canvas-normalised coordinates -> input pixels
-        return (boxes * self.size - np.array([px, py, px, py], np.float32)) / scale, scores
+        return (rows * self.size - np.tile(np.array([px, py], np.float32), 8)) / scale, scores
 
     def verify(self, image_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """Re-detect on a close-up around ``box``; the matching face (box in image pixels, score) or None."""
+        """Re-detect on a close-up around ``box``; the matching face (row as in :meth:`run`, in image
+        pixels, and score) or None."""
         h, w = image_rgb.shape[:2]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         half = max(box[2] - box[0], box[3] - box[1]) * self.context / 2
@@ -150,7 +158,7 @@ class BlazeFaceDetector:
         if x2 - x1 < 4 or y2 - y1 < 4:
             return None
         boxes, scores = self.run(image_rgb[y1:y2, x1:x2], self.verify_score)
-        boxes = boxes + np.array([x1, y1, x1, y1], np.float32)
+        boxes = boxes + np.tile(np.array([x1, y1], np.float32), 8)
         size = max(box[2] - box[0], 1.0)
         for b, score in zip(boxes, scores):
             if abs((b[0] + b[2]) / 2 - cx) < size / 2 and abs((b[1] + b[3]) / 2 - cy) < size / 2:
@@ -158,18 +166,18 @@ class BlazeFaceDetector:
         return None
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 H×W×3 RGB image, best first."""
-        boxes, scores = self.run(image_rgb, self.candidate_score)
+        """Faces in a uint8 H×W×3 RGB image, best first, with 6 keypoints each."""
+        rows, scores = self.run(image_rgb, self.candidate_score)
         sure = scores >= self.min_score
-        kept = [(b, float(s)) for b, s in zip(boxes[sure], scores[sure])]
-        for b in boxes[~sure][: self.max_verify]:
-            found = self.verify(image_rgb, b)
-            if found is not None and not any(box_iou(found[0], k[0]) > self.iou_threshold for k in kept):
+        kept = [(r, float(s)) for r, s in zip(rows[sure], scores[sure])]
+        for r in rows[~sure][: self.max_verify]:
+            found = self.verify(image_rgb, r)
+            if found is not None and not any(box_iou(found[0][:4], k[0][:4]) > self.iou_threshold for k in kept):
                 kept.append(found)
         h, w = image_rgb.shape[:2]
         detections = []
-        for box, score in sorted(kept, key=lambda k: -k[1]):
-            clipped = clip_box(tuple(box), w, h)
+        for row, score in sorted(kept, key=lambda k: -k[1]):
+            clipped = clip_box(tuple(row[:4]), w, h)
             if clipped is not None:
-                detections.append(Detection(clipped, score))
+                detections.append(Detection(clipped, score, row[4:].reshape(6, 2).copy(), BLAZEFACE_LANDMARKS))
         return detections

@@ -211,8 +211,8 @@ function showImageResult(data) {
   $("annotated").src = `data:image/jpeg;base64,${data.annotated_jpeg}`;
   $("annotated").hidden = false;
   const classes = data.faces.length ? Object.keys(data.faces[0].probabilities) : [];
-  const rows = data.faces.map((face, i) => ({
-    face: i + 1,
+  const rows = data.faces.map((face) => ({
+    face: face.face_id, // the index drawn on the annotated image, as in the CLI, JSON and CSV
     emotion: face.emotion,
     confidence: pct(face.confidence),
     box: `${face.box.x1},${face.box.y1} – ${face.box.x2},${face.box.y2}`,
