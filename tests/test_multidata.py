@@ -171,3 +171,23 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
     assert metrics["accuracy"] == pytest.approx(fer_acc, abs=0.03)  # fp32 here, bf16 autocast in training
     assert metrics["votes_accuracy"] == pytest.approx(float(row["val_votes_acc_fer2013-30-8"]), abs=0.05)
     assert 0.5 <= metrics["temperature_fit"]["temperature"] <= 3.0
+
+
+def test_level_eyes_rotates_a_tilted_face_upright(media):
+    """A face rotated by 20° and cut with its (rotated) eye positions matches the upright cut."""
+    import cv2
+
+    image = read_image(media / "face_recognition_obama_and_biden.jpg")
+    h, w = image.shape[:2]
+    box = (w * 0.3, h * 0.3, w * 0.5, h * 0.6)
+    eyes = np.array([[w * 0.36, h * 0.4], [w * 0.44, h * 0.4]])  # level
+    spec = CropSpec(48, 1, margin=0.1)
+    upright = crop_face(image, box, spec).astype(float)
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    turn = cv2.getRotationMatrix2D(centre, -20, 1.0)  # tilt the whole photo by 20° about the face
+    tilted = cv2.warpAffine(image, turn, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tilted_eyes = np.c_[eyes, np.ones(2)] @ turn.T
+    aligned = crop_face(tilted, box, spec, eyes=tilted_eyes).astype(float)
+    naive = crop_face(tilted, box, spec).astype(float)
+    assert np.abs(aligned - upright).mean() < 0.4 * np.abs(naive - upright).mean()
+    assert np.array_equal(crop_face(image, box, spec, eyes=eyes), crop_face(image, box, spec))  # level: unchanged

@@ -124,8 +124,38 @@ def crop_box(
     return image[y1:y2, x1:x2]
 
 
-def crop_face(image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec) -> np.ndarray:
-    """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects."""
+def level_eyes(
+    image: np.ndarray, box: tuple[float, float, float, float], eyes: np.ndarray, margin: float
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Rotate the region around a face about the box centre so that its eyes are level.
+
+    ``eyes`` is 2×2 pixel (x, y): the person's right eye (image left) then left eye. Returns the
+    rotated region, big enough for the box widened by ``margin`` at any angle, and the face box in
+    it. A tilt under 1° returns the image and box unchanged.
+    """
+    (rx, ry), (lx, ly) = np.asarray(eyes, np.float64)
+    angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    if abs(angle) < 1.0:
+        return image, box
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = int(np.ceil(max(x2 - x1, y2 - y1) * (1 + 2 * margin) * 0.75)) + 1  # ≥ √2/2 of the widened side
+    region = crop_box(image, (cx - half, cy - half, cx + half, cy + half))
+    rotation = cv2.getRotationMatrix2D((half, half), angle, 1.0)
+    rotated = cv2.warpAffine(region, rotation, (2 * half, 2 * half), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if rotated.ndim == 2:
+        rotated = rotated[:, :, None]
+    w, h = x2 - x1, y2 - y1
+    return rotated, (half - w / 2, half - h / 2, half + w / 2, half + h / 2)
+
+
+def crop_face(
+    image: np.ndarray, box: tuple[float, float, float, float], spec: CropSpec, eyes: np.ndarray | None = None
+) -> np.ndarray:
+    """Cut the face in pixel box (x1, y1, x2, y2) out of an RGB image as the model expects; with
+    ``eyes`` (see :func:`level_eyes`) the face is first rotated upright."""
+    if eyes is not None:
+        image, box = level_eyes(image, box, eyes, spec.margin)
     return prepare(crop_box(image, box, spec.margin, spec.square), spec)
 
 

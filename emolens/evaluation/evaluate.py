@@ -71,9 +71,10 @@ def _dataset_faces(split, predictor: Predictor, cache_dir: Path | None) -> Sampl
     return Samples(faces, labels, np.zeros(len(labels), bool), keys)
 
 
-def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
+def _detected_faces(split, predictor: Predictor, detector: str, align: bool = False) -> Samples:
     """End-to-end: find the face in each full photo with the inference detector (the one that
-    matches a labelled box best, else the largest); photos without one are marked missing."""
+    matches a labelled box best, else the largest), levelled by its eyes with ``align``; photos
+    without one are marked missing."""
     from emolens.data.datasets import read_image
     from emolens.inference.detectors import create_detector
     from emolens.progress import Tracked
@@ -89,18 +90,18 @@ def _detected_faces(split, predictor: Predictor, detector: str) -> Samples:
     for i, path in enumerate(Tracked(paths, f"detecting faces ({split.name})")):
         image = read_image(path)
         rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-        found = [np.asarray(d.box, float) for d in det.detect(rgb)]
+        found = det.detect(rgb)
         if boxes is not None and found:
             h, w = rgb.shape[:2]
             xc, yc, bw, bh = boxes[i]
             truth = np.array([(xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h])
-            ious = [_iou(b, truth) for b in found]
+            ious = [_iou(np.asarray(d.box, float), truth) for d in found]
             found = [found[int(np.argmax(ious))]] if max(ious) >= MIN_IOU else []
         if not found:
             missing[i] = True
             continue
-        box = max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-        faces[i] = crop_face(rgb, tuple(box), spec)
+        face = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        faces[i] = crop_face(rgb, tuple(map(float, face.box)), spec, eyes=face.eyes if align else None)
     return Samples(faces, np.asarray(split.labels), missing, np.asarray([split.key(i) for i in range(len(paths))]))
 
 
@@ -139,6 +140,7 @@ def evaluate_model(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     votes: str | Path | None = None,
+    align: bool = False,
     log: Log = print,
 ) -> dict:
     """Evaluate ``model`` (run folder, .pt, .onnx or bundled name) on a split of ``data``; writes
@@ -161,7 +163,7 @@ def evaluate_model(
             f"model classes ({', '.join(predictor.classes)}) and data classes ({', '.join(dataset.classes)}) share none"
         )
     samples = (
-        _detected_faces(data_split, predictor, detector)
+        _detected_faces(data_split, predictor, detector, align)
         if detect
         else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None)
     )
@@ -212,6 +214,7 @@ def evaluate_model(
         "split": data_split.name,
         "tta": tta,
         "detect": detect,
+        "align": align,
         "skipped": {
             "data_classes_unknown_to_model": left_out,
             "model_classes_not_in_data": only_model,

@@ -306,6 +306,10 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if cfg.scheduler == "cosine" and scheduler.T_max != cfg.epochs:
+            # (the recursive cosine update continues smoothly from the current lr to min_lr at the new end)
+            log(f"cosine schedule: {scheduler.T_max} → {cfg.epochs} epochs from the current lr")
+            scheduler.T_max = cfg.epochs
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_val_acc"], ckpt["best_epoch"]
         history = [row for row in ckpt["history"] if row["epoch"] < start_epoch]

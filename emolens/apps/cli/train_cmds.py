@@ -149,6 +149,7 @@ def evaluate_cmd(
     batch_size: int = typer.Option(64, "--batch-size", help="Faces per forward pass."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
     device: str = typer.Option("cpu", "--device", help="Device for torch checkpoints (cpu | cuda)."),
+    align: bool = typer.Option(False, "--align", help="With --detect: level each face by its eye landmarks before the crop."),
     votes: Optional[Path] = typer.Option(None, "--votes", help="Crowd-votes CSV (FER+ layout): also report accuracy against the vote plurality."),
 ) -> None:
     """Evaluate a model on a dataset split: accuracy, F1, per-class table, confusion matrix, ECE."""
@@ -161,7 +162,7 @@ def evaluate_cmd(
     try:
         report = evaluate_model(
             model, data, out, split=split, format=format, tta=tta, detect=detect, detector=detector,
-            batch_size=batch_size, cache_dir=cache_dir, device=device, votes=votes, log=console.print,
+            batch_size=batch_size, cache_dir=cache_dir, device=device, votes=votes, align=align, log=console.print,
         )
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise _fail(str(e)) from e

@@ -38,6 +38,13 @@ class Detection:
     landmarks: np.ndarray | None = field(default=None, compare=False, repr=False)
     landmark_names: tuple[str, ...] = ()
 
+    @property
+    def eyes(self) -> np.ndarray | None:
+        """2×2 pixel (x, y) of the person's right then left eye, or None without eye landmarks."""
+        if self.landmarks is None or not {"right_eye", "left_eye"} <= set(self.landmark_names):
+            return None
+        return self.landmarks[[self.landmark_names.index("right_eye"), self.landmark_names.index("left_eye")]]
+
 
 class Detector(Protocol):
     name: str
