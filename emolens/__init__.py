@@ -1,6 +1,11 @@
 """emolens — real-time facial emotion recognition."""
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime's official builds record usage events (device id, process path) under ~/.cache
+# and the temp folder unless this is set before it loads; emolens keeps everything local.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 from emolens.labels import EMOTIONS, ClassSelection, canonical
 

@@ -1,14 +1,19 @@
 """Atomic file writes, shared by every layer (torch-free).
 
 A file is written to a temporary sibling and moved over its target with ``os.replace``: a killed
-process leaves either the previous file or the new one, never a partial file.
+process leaves either the previous file or the new one, never a partial file. The temporary
+files a killed process leaves behind (``.NAME.emolens-tmp-PID@HOST~*``) are removed when emolens
+next writes into that folder, once their process is gone (or after a day, for other hosts).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +27,47 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()  # mkstemp creates 0600 files; outputs are ordinary files
+TEMP_MARK = ".emolens-tmp-"
+_HOST = socket.gethostname()
+_TEMP_NAME = re.compile(r"^\..*" + re.escape(TEMP_MARK) + r"(\d+)@(.*?)~")
+#: A temp file this old is stale even if its process id lives again (ids are reused) or it
+#: comes from another host sharing the folder.
+STALE_AFTER_S = 24 * 3600
+_cleaned: set[str] = set()  # folders already cleaned by this process
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove temporary files of atomic writes whose process on this host is gone (killed
+    mid-write) or that are older than ``STALE_AFTER_S``; returns what was removed."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMP_NAME.match(entry.name)
+        if found is None:
+            continue
+        try:
+            gone = found.group(2) == _HOST and not _alive(int(found.group(1)))
+            stale = gone or now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue  # removed meanwhile by another writer, or not ours to remove
+    return removed
 
 
 @contextmanager
@@ -30,7 +76,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     extension still work); on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    if str(path.parent) not in _cleaned:
+        clean_stale_temps(path.parent)
+        _cleaned.add(str(path.parent))
+    prefix = f".{path.stem[:64]}{TEMP_MARK}{os.getpid()}@{_HOST}~"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, _FILE_MODE)
     try:
@@ -51,8 +101,9 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically; file names that are not valid UTF-8 (lone
+    surrogates from ``os.fsdecode``) are written with backslash escapes."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace"))
 
 
 def write_json(path: str | Path, data: Any) -> Path:

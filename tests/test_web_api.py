@@ -17,6 +17,8 @@ from emolens.apps.web.server import Settings, create_app  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "emolens" / "weights" / "fer2013.onnx"
 LIMITS = Settings(max_upload_mb=2, max_pixels=4_000_000)
+LOCAL = "http://127.0.0.1:8000"  # an allowed host (see Settings.allowed_hosts)
+STREAM = "ws://127.0.0.1:8000/api/v1/stream"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def recognizer():
 
 @pytest.fixture(scope="module")
 def client(recognizer):
-    with TestClient(create_app(recognizer, LIMITS)) as c:
+    with TestClient(create_app(recognizer, LIMITS), base_url=LOCAL) as c:
         yield c
 
 
@@ -108,7 +110,7 @@ def test_bad_uploads_are_refused_with_a_reason(client: TestClient, media: Path) 
 
 def test_websocket_keeps_face_ids(client: TestClient, media: Path, recognizer) -> None:
     frames = video_frames_jpeg(media / "pyfeat_single_face.mp4", count=6)
-    with client.websocket_connect("/api/v1/stream") as ws:
+    with client.websocket_connect(STREAM) as ws:
         replies = []
         for data in frames:
             ws.send_bytes(data)
@@ -129,7 +131,7 @@ def test_cross_origin_websocket_is_refused(client: TestClient) -> None:
     from starlette.websockets import WebSocketDisconnect
 
     with pytest.raises(WebSocketDisconnect) as info:
-        with client.websocket_connect("/api/v1/stream", headers={"origin": "http://evil.example"}) as ws:
+        with client.websocket_connect(STREAM, headers={"origin": "http://evil.example"}) as ws:
             ws.receive_json()
     assert info.value.code == 1008
 
@@ -137,13 +139,13 @@ def test_cross_origin_websocket_is_refused(client: TestClient) -> None:
 def test_live_streams_are_capped(recognizer) -> None:
     from starlette.websockets import WebSocketDisconnect
 
-    with TestClient(create_app(recognizer, Settings(max_streams=1))) as c:
-        with c.websocket_connect("/api/v1/stream"):
+    with TestClient(create_app(recognizer, Settings(max_streams=1)), base_url=LOCAL) as c:
+        with c.websocket_connect(STREAM):
             with pytest.raises(WebSocketDisconnect) as info:
-                with c.websocket_connect("/api/v1/stream") as second:
+                with c.websocket_connect(STREAM) as second:
                     second.receive_json()
             assert info.value.code == 1013
-        with c.websocket_connect("/api/v1/stream") as again:  # the slot is free again
+        with c.websocket_connect(STREAM) as again:  # the slot is free again
             again.send_bytes(b"x")
             assert "error" in again.receive_json()
 
@@ -160,7 +162,7 @@ def test_page_is_self_contained(client: TestClient) -> None:
 
 
 def test_keep_uploads(recognizer, media: Path, tmp_path: Path) -> None:
-    with TestClient(create_app(recognizer, Settings(keep_uploads=tmp_path / "kept"))) as c:
+    with TestClient(create_app(recognizer, Settings(keep_uploads=tmp_path / "kept")), base_url=LOCAL) as c:
         assert post_image(c, (media / "pyfeat_multi_face.jpg").read_bytes(), name="../../x.jpg").status_code == 200
     kept = list((tmp_path / "kept").iterdir())
     assert len(kept) == 1 and kept[0].suffix == ".jpeg"

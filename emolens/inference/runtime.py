@@ -18,7 +18,9 @@ def cpu_threads() -> int:
 
 def create_session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
     """A CPU session: all graph optimisations, sequential execution, ``threads`` intra-op threads
-    (default :func:`cpu_threads`), no thread spinning."""
+    (default :func:`cpu_threads`), no thread spinning. ValueError naming the file when ONNX
+    Runtime cannot load it."""
+    ort.disable_telemetry_events()  # also where onnxruntime was imported before emolens set ORT_DISABLE_TELEMETRY
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -27,4 +29,9 @@ def create_session(model: str | Path | bytes, threads: int | None = None) -> ort
     # Spinning threads burn the cores that video decoding and drawing need between calls.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001  (onnxruntime raises its own types: Fail, InvalidGraph, ...)
+        name = "<model bytes>" if isinstance(model, bytes) else str(model)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{name}: not a usable ONNX model ({first_line})") from None

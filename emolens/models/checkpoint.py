@@ -3,13 +3,23 @@
 A checkpoint is a dict with at least ``model`` (state dict), ``model_name``, ``model_kwargs``,
 ``classes`` and ``crop`` (CropSpec.to_dict()); training adds epoch, optimiser/scheduler/scaler
 and RNG states, and the resolved config.
+
+Trust: a ``.pt`` file is a pickle, and unpickling can run code. Every file is read with
+``torch.load(weights_only=True)``: only tensors, plain Python data and the numpy arrays of an RNG
+state are rebuilt; anything else (a function, a class) is refused with a ValueError naming the
+file, before any of it runs.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,11 +48,48 @@ def resolve_checkpoint(path_or_run_dir: str | Path) -> Path:
     return path
 
 
+def _numpy_globals() -> list[Any]:
+    """What ``np.random.get_state()`` (in a checkpoint's RNG state) and numpy scalars pickle to,
+    under the module names of numpy 1.x (``numpy.core``) and 2.x (``numpy._core``)."""
+    reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]
+    scalar = np.float64(0).__reduce__()[0]
+    named = [(f, f"numpy.{core}.multiarray.{f.__name__}") for f in (reconstruct, scalar) for core in ("core", "_core")]
+    dtypes = {type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"} - {np.dtype}  # numpy>=1.25: one class each
+    return [np.ndarray, np.dtype, *sorted(dtypes, key=str), *named]
+
+
+SAFE_GLOBALS = _numpy_globals()
+
+
 def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (plus numpy arrays); ValueError in one line naming
+    the file when it is refused or unreadable."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        with open(path, "rb") as f:
+            pickled = f.read(1) == b"\x80"  # the PROTO opcode of torch's legacy format
+        zipped = zipfile.is_zipfile(path)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read: {e.strerror or e}") from None
+    if not pickled and not zipped:
+        raise ValueError(f"{path}: not a readable torch checkpoint (expected a .pt file written by torch.save)")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files: refused or read
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise ValueError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
+        found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
+        what = f"a Python object ({found.group(1) or found.group(2)})" if found else "pickle instructions"
+        raise ValueError(f"{path}: refused: it holds {what} beyond weights; emolens loads only tensors, "
+                         f"numbers, strings and numpy arrays, since unpickling anything else can run code") from None
     except Exception as e:  # noqa: BLE001  (torch raises several unrelated types for a bad file)
-        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+        raise ValueError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_checkpoint(path_or_run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -3,12 +3,13 @@
 The frame is downscaled so that the smallest face we look for (``min_face`` px, or
 ``min_face_ratio`` of the short side if larger) maps onto the cascade's 24 px window: detection
 cost falls with the square of the scale. ``min_neighbors`` is raised from OpenCV's 3 to cut
-false positives.
+false positives. A ``cv2.CascadeClassifier`` is not thread-safe (concurrent ``detectMultiScale``
+calls return wrong boxes or fail), so each thread gets its own.
 """
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 
 import cv2
 import numpy as np
@@ -19,7 +20,6 @@ CASCADE = "haarcascade_frontalface_default.xml"
 WINDOW = 24  # the cascade's training window (px)
 
 
-@cache
 def _cascade(filename: str) -> cv2.CascadeClassifier:
     path = cv2.data.haarcascades + filename
     cascade = cv2.CascadeClassifier(path)
@@ -39,7 +39,15 @@ class HaarDetector:
         self.min_face_ratio = min_face_ratio
         self.min_neighbors = min_neighbors
         self.scale_factor = scale_factor
-        self.cascade = _cascade(CASCADE)
+        self._local = threading.local()
+        self._local.cascade = _cascade(CASCADE)  # fails here, not in a later call, when it cannot load
+
+    @property
+    def cascade(self) -> cv2.CascadeClassifier:
+        """This thread's cascade (loaded on first use in each thread)."""
+        if not hasattr(self._local, "cascade"):
+            self._local.cascade = _cascade(CASCADE)
+        return self._local.cascade
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """Faces in a uint8 H×W×3 RGB image, best first."""
