@@ -1,34 +1,53 @@
-"""Turn whatever the caller hands us (path, numpy array, PIL image) into a uint8 RGB array.
+"""Turn whatever the caller hands us (path, encoded bytes, numpy array, PIL image) into a uint8 RGB array.
 
-Grayscale, RGBA, palette and 16-bit images are converted; images larger than ``max_pixels``
-are refused from their header, before any pixel is decoded (decompression bombs).
+This is the one place where encoded images are decoded (API, CLI and web server alike).
+Grayscale, RGBA, palette and 16-bit images are converted. Decoding work is bounded before any
+pixel is decoded: images larger than ``max_pixels`` are refused from their header
+(decompression bombs), and so are JPEGs with more scans than their size justifies (a progressive
+JPEG whose refinement scan is repeated thousands of times takes seconds to decode per megapixel).
+Every failure is an :class:`InputError` naming the input.
 """
 
 from __future__ import annotations
 
+import io
+import mmap
 import os
+import re
+import stat
 import warnings
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import IO, Any, Literal
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emolens.inference.errors import InputError
+from emolens.inference.errors import InputError, LimitError
 
 #: Default pixel limit for one image (50 megapixels); ``EMOLENS_MAX_PIXELS`` overrides it.
 MAX_PIXELS = int(os.environ.get("EMOLENS_MAX_PIXELS", 50_000_000))
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
+IMAGE_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+#: JPEG scans accepted: ``JPEG_SCAN_PIXELS // pixels`` (16 passes over a 25-MP image), clamped
+#: to [JPEG_MIN_SCANS, JPEG_MAX_SCANS]. Encoders write 1 (baseline) to about 10 (progressive).
+JPEG_SCAN_PIXELS = 400_000_000
+JPEG_MIN_SCANS = 16
+JPEG_MAX_SCANS = 100
+JPEG_MAX_MARKERS = 4096  # real files have a few dozen segments
+_ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker after a scan's entropy-coded data
 
 Color = Literal["rgb", "bgr"]
-ImageInput = str | os.PathLike | np.ndarray | Image.Image
+ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image
 
 
 def describe(image: Any) -> str:
     """A short name for an input, used in results and error messages."""
     if isinstance(image, (str, os.PathLike)):
         return str(image)
+    if isinstance(image, bytes):
+        return f"<{len(image)} bytes>"
     if isinstance(image, np.ndarray):
         return f"<array {'x'.join(map(str, image.shape))} {image.dtype}>"
     if isinstance(image, Image.Image):
@@ -37,49 +56,134 @@ def describe(image: Any) -> str:
 
 
 def check_pixels(width: int, height: int, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    """InputError for an image without pixels, LimitError for one over ``max_pixels``."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"{name}: the image is {width}x{height} pixels; expected at least 1x1")
     if width * height > max_pixels:
-        raise InputError(
+        raise LimitError(
             f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels is over the limit of "
             f"{max_pixels / 1e6:.1f} megapixels (raise it with --max-pixels, or max_pixels= in Python)"
         )
 
 
+def jpeg_scan_limit(pixels: int) -> int:
+    """How many scans a JPEG of ``pixels`` pixels may have (see ``JPEG_SCAN_PIXELS``)."""
+    return max(JPEG_MIN_SCANS, min(JPEG_MAX_SCANS, JPEG_SCAN_PIXELS // max(pixels, 1)))
+
+
+def check_jpeg_scans(data: bytes | mmap.mmap, pixels: int, name: str) -> None:
+    """InputError when JPEG ``data`` has more scans than :func:`jpeg_scan_limit` allows.
+
+    Walks the marker segments by their lengths and skips each scan's entropy-coded data with one
+    regex search, so the check costs microseconds per segment whatever the file size. Malformed
+    structure ends the count (the decoder reports it).
+    """
+    limit = jpeg_scan_limit(pixels)
+    pos, scans, markers, end = 2, 0, 0, len(data)
+    while pos + 4 <= end:
+        markers += 1
+        if markers > JPEG_MAX_MARKERS:
+            raise InputError(f"{name}: refused: over {JPEG_MAX_MARKERS} JPEG markers; expected a few dozen")
+        if data[pos] != 0xFF:
+            return
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:  # end of image
+            return
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker == 0xDA:
+                scans += 1
+                if scans > limit:
+                    raise InputError(
+                        f"{name}: refused: a JPEG of {pixels / 1e6:.1f} megapixels with over {limit} scans "
+                        f"(encoders write at most about 10; repeated scans make decoding take seconds)"
+                    )
+                found = _ENTROPY_END.search(data, pos)
+                if found is None:
+                    return
+                pos = found.start()
+
+
 def load_image(image: ImageInput, color: Color = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Return ``image`` as a contiguous uint8 H×W×3 RGB array.
 
-    ``color`` says how a numpy array's channels are ordered ("rgb", the emolens convention, or
-    "bgr" for OpenCV frames); paths and PIL images carry their own mode.
+    ``image``: a path or encoded bytes (decoded by :func:`decode`), a PIL image (EXIF rotation
+    applied) or a numpy array whose channels are ordered as ``color`` says ("rgb", the emolens
+    convention, or "bgr" for OpenCV frames).
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     name = describe(image)
-    if isinstance(image, (str, os.PathLike)):
-        return _from_pil(_open(Path(image), max_pixels), name)
+    if isinstance(image, (str, os.PathLike, bytes)):
+        return decode(image, max_pixels, name)[0]
     if isinstance(image, Image.Image):
         check_pixels(image.width, image.height, name, max_pixels)
-        return _from_pil(image, name)
+        with _decoding(name, image.format or "image"):
+            return _from_pil(ImageOps.exif_transpose(image), name)
     if isinstance(image, np.ndarray):
         return _from_array(image, color, name, max_pixels)
-    raise InputError(f"{name}: expected a file path, a numpy array or a PIL image")
+    raise InputError(f"{name}: expected a file path, encoded image bytes, a numpy array or a PIL image")
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+def decode(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name: str | None = None
+           ) -> tuple[np.ndarray, str]:
+    """Decode an image file or encoded bytes to RGB uint8 (EXIF rotation applied).
+
+    Returns the array and the format (``"JPEG"``, ``"PNG"``, ...). Raises :class:`LimitError`
+    over ``max_pixels`` and :class:`InputError` for anything else unusable: missing, empty,
+    not an image, truncated or corrupt, too many JPEG scans.
+    """
+    name = name or describe(source)
+    if isinstance(source, bytes):
+        return _decode(io.BytesIO(source), len(source), max_pixels, name, source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels says it in our words
-            img = Image.open(path)  # reads the header only
-        with img:
-            check_pixels(img.width, img.height, str(path), max_pixels)
-            img.load()
-            return ImageOps.exif_transpose(img)  # a rotated copy, independent of the file
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{name}: not a file; expected an image file")
+        with open(source, "rb") as f:
+            return _decode(f, info.st_size, max_pixels, name)
     except InputError:
         raise
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except (OSError, ValueError) as e:  # no permission, a name too long, a NUL byte, an I/O error
+        raise InputError(f"{name}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _decode(f: IO[bytes], size: int, max_pixels: int, name: str, data: bytes | None = None) -> tuple[np.ndarray, str]:
+    """Decode the open image file ``f`` (or BytesIO over ``data``, read without copying it)."""
+    if size == 0:
+        raise InputError(f"{name}: not a readable image: it is empty (0 bytes)")
+    with _decoding(name, "image"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels below says it in our words
+        image = Image.open(f)  # reads the header only
+    fmt = image.format or "image"
+    with image, _decoding(name, fmt):
+        check_pixels(image.width, image.height, name, max_pixels)
+        if fmt in ("JPEG", "MPO"):
+            with nullcontext(data) if data is not None else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+                check_jpeg_scans(raw, image.width * image.height, name)
+        image.load()
+        return _from_pil(ImageOps.exif_transpose(image), name), fmt
+
+
+@contextmanager
+def _decoding(name: str, fmt: str) -> Iterator[None]:
+    """Turn whatever a decoder raises into an InputError naming the input."""
+    try:
+        yield
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not a readable image; expected {IMAGE_FORMATS}") from None
     except Image.DecompressionBombError as e:
-        raise InputError(f"{path}: refused as a decompression bomb ({e})") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: not a readable image ({e})") from e
+        raise LimitError(f"{name}: refused as a decompression bomb ({e})") from None
+    except Exception as e:  # noqa: BLE001  (Pillow raises OSError, ValueError, SyntaxError, struct.error, ...)
+        raise InputError(f"{name}: not a readable image: truncated or corrupt {fmt} data ({e})") from None
 
 
 def _from_pil(img: Image.Image, name: str) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def analyze(
     smoothing: float = typer.Option(0.6, help="per-face smoothing of video probabilities (0 = off)"),
     detect_every: int = typer.Option(1, "--detect-every", min=1, help="videos: detect faces every k-th frame"),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="refuse images larger than this many pixels"),
-    batch_size: int = typer.Option(64, help="faces classified per batch"),
+    batch_size: int = typer.Option(64, min=1, help="faces classified per batch"),
 ) -> None:
     """Find faces and their emotions in images and videos.
 
@@ -53,6 +54,7 @@ def analyze(
     from emolens.progress import progress
 
     console = Console()
+    _check_outputs(console, json_out, csv_out, annotate_dir)
     recognizer = _recognizer(console, model, detector, smoothing, max_pixels)
     files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     for e in errors:
@@ -82,7 +84,11 @@ def analyze(
                 if not outcome.faces and probably_face_crop(recognizer.detector, rgb):
                     crops += 1
                 if annotate_dir:
-                    _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+                    try:
+                        _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+                    except OSError as e:
+                        errors.append({"source": str(path), "error": f"{path}: annotated image not written: {e}"})
+                        console.print(f"[red]error[/]: {errors[-1]['error']}")
     if crops:
         console.print(f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face "
                       f"fills the image); if they are, analyse them with --detector none (each image is one face)")
@@ -90,13 +96,17 @@ def analyze(
         stem = _unique(path.stem, stems)
         try:
             video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, console)
-        except InputError as e:
+        except (InputError, OSError) as e:
             errors.append({"source": describe(path), "error": str(e)})
             console.print(f"[red]error[/]: {e}")
             continue
         entries.append(video.to_dict())
         rows += [{"kind": "video", "source": str(path), **r} for r in video.timeline]
-    _write_outputs(json_out, csv_out, entries, rows, errors, recognizer.classes)
+    try:
+        _write_outputs(json_out, csv_out, entries, rows, errors, recognizer.classes)
+    except OSError as e:
+        console.print(f"[red]error[/]: cannot write the results: {e}")
+        raise typer.Exit(2) from None
     console.print(f"{len(entries)} analysed, {len(errors)} failed")
     if errors:
         raise typer.Exit(1)
@@ -155,14 +165,38 @@ def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_p
         raise typer.Exit(2) from e
 
 
+def _check_outputs(console: Any, json_out: Path | None, csv_out: Path | None, annotate_dir: Path | None) -> None:
+    """Exit 2 before any work when an output path cannot be what it is asked to be."""
+    problems = [f"{flag} {p}: is a folder; expected a file path" for flag, p in (("--json", json_out), ("--csv", csv_out))
+                if p is not None and p.is_dir()]
+    if annotate_dir is not None and annotate_dir.exists() and not annotate_dir.is_dir():
+        problems.append(f"--annotate {annotate_dir}: is a file; expected a folder")
+    for problem in problems:
+        console.print(f"[red]error[/]: {problem}")
+    if problems:
+        raise typer.Exit(2)
+
+
 def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files to analyse (folders searched recursively for known suffixes) and missing inputs."""
+    """Files to analyse (folders searched recursively for known suffixes) and inputs that cannot be
+    read (missing, no permission, a name too long)."""
     files: list[Path] = []
-    errors = []
+    errors: list[dict[str, str]] = []
+
+    def unreadable(e: OSError) -> None:
+        errors.append({"source": str(e.filename), "error": f"{e.filename}: cannot be read: {e.strerror or e}"})
+
     for p in inputs:
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
-        elif p.is_file():
+        try:
+            is_dir, is_file = p.is_dir(), p.is_file()
+        except OSError as e:
+            unreadable(e)
+            continue
+        if is_dir:
+            found = [Path(root) / name for root, dirs, names in os.walk(p, onerror=unreadable)
+                     for name in names if Path(name).suffix.lower() in suffixes]
+            files += sorted(found)
+        elif is_file:
             files.append(p)
         else:
             errors.append({"source": str(p), "error": f"{p}: no such file or folder"})
@@ -200,13 +234,9 @@ def _unique(stem: str, used: set[str]) -> str:
 def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
     import cv2
 
-    from emolens.inference.annotate import annotate
-    from emolens.io import atomic_path
+    from emolens.inference.annotate import annotate, save_image
 
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    with atomic_path(out) as tmp:
-        if not cv2.imwrite(str(tmp), annotate(bgr, result.faces, copy=False)):
-            raise OSError(f"cannot write {out}")
+    save_image(annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces, copy=False), out)
 
 
 def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,

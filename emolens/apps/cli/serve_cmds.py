@@ -18,20 +18,26 @@ def serve(
     keep_uploads: Path | None = typer.Option(
         None, file_okay=False, help="Save uploaded photos and videos here (by default nothing is kept)."
     ),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="Another name clients may reach the server by (repeatable; '*' allows any). "
+                                 "127.0.0.1, localhost, ::1 and --host are always allowed."
+    ),
 ) -> None:
     """Serve live browser recognition (webcam over a WebSocket) and a REST API under /api/v1."""
     import fastapi  # noqa: F401  (a missing [web] extra is reported by the CLI in one line)
     import uvicorn
-    from emolens.apps.web.server import Settings, create_app
+    from emolens.apps.web.guards import LOCAL_HOSTS
+    from emolens.apps.web.server import Settings, create_app, server_config
 
-    settings = Settings(model=model, detector=detector, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads)
+    hosts = (*LOCAL_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *allow_host)
+    settings = Settings(model=model, detector=detector, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads,
+                        allowed_hosts=hosts)
     try:
         app = create_app(settings=settings)
     except (FileNotFoundError, ValueError) as exc:  # unknown model or detector
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"emolens: open http://{host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
-    uvicorn.run(app, host=host, port=port, ws_max_size=int(settings.max_frame_mb * 2**20) + 1024,
-                log_level="info")
+    uvicorn.Server(server_config(app, settings, host, port)).run()
 
 
 def register(app: typer.Typer) -> None:

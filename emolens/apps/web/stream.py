@@ -13,23 +13,12 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 
 from emolens.apps.web.uploads import decode_image
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.tracking import FaceTracker
-
-#: Close code for "server busy, try again later" (RFC 6455 registry).
-TRY_AGAIN_LATER = 1013
-POLICY_VIOLATION = 1008
-
-
-def same_origin(websocket: WebSocket) -> bool:
-    """True unless a browser says the socket was opened by a page from another site."""
-    origin = websocket.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == websocket.headers.get("host")
 
 
 class StreamSession:
