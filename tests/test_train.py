@@ -76,6 +76,52 @@ def test_resume_continues_exactly(fer_small, tmp_path):
     assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
 
 
+def _killed_at_last(monkeypatch, at_epoch: int, after: bool) -> None:
+    """Make the run die right before (or after) it writes last.pt of ``at_epoch``."""
+    import emolens.training.train as train_module
+
+    real = train_module.save_checkpoint
+
+    def dying(state, path):
+        kill = Path(path).name == "last.pt" and state["epoch"] == at_epoch
+        if kill and not after:
+            raise KeyboardInterrupt
+        real(state, path)
+        if kill:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", dying)
+
+
+def test_kill_between_checkpoints_keeps_best_and_scalars(fer_small, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    """Killed right after last.pt of the final epoch: best.pt and the scalars are already there."""
+    run = tmp_path / "run"
+    _killed_at_last(monkeypatch, at_epoch=1, after=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(fer_small, run, tmp_path / "cache", epochs=2, amp="off"), log=QUIET)
+    monkeypatch.undo()
+    fit(TrainConfig.load(run / "config.json"), resume=True, log=QUIET)
+    last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "best.pt")
+    assert last["epoch"] == 1 and best["epoch"] == last["best_epoch"]
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/acc")] == [0, 1]  # epoch 1's scalars not lost
+
+
+def test_resume_after_a_stop_in_the_first_epoch(fer_small, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _killed_at_last(monkeypatch, at_epoch=0, after=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(fer_small, run, tmp_path / "cache", epochs=1, amp="off"), log=QUIET)
+    monkeypatch.undo()
+    assert not (run / "last.pt").exists()
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "last.pt")["epoch"] == 0
+
+
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)

@@ -301,6 +301,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     amp_dtype = AMP_DTYPES[amp]
 
     start_epoch, best_acc, best_epoch, history = 0, -1.0, -1, []
+    if resume and not (run_dir / LAST).is_file():
+        log(f"{run_dir}: no epoch finished before the stop; starting from epoch 0")
+        resume = False
     if resume:
         ckpt = load_checkpoint(run_dir / LAST, map_location=device)
         model.load_state_dict(ckpt["model"])
@@ -377,14 +380,16 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
                 "val_acc": val["acc"], "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rng_state(), "history": history,
             }
-            save_checkpoint(state, run_dir / LAST)
-            if improved:
-                save_checkpoint(state, run_dir / BEST)
-            write_history(history, run_dir)
-            plot_curves(history, run_dir / CURVES)
+            # Logs and best.pt before last.pt: a kill in between re-runs this epoch on resume, which
+            # purges and rewrites its scalars and, the run being deterministic, best.pt too.
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                 writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", row[key], epoch)
             writer.flush()
+            if improved:
+                save_checkpoint(state, run_dir / BEST)
+            save_checkpoint(state, run_dir / LAST)
+            write_history(history, run_dir)
+            plot_curves(history, run_dir / CURVES)
         per_source = " ".join(f"{k} {v:.4f}" for k, v in val.items() if k not in ("acc", "loss"))
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if improved else ''} ({per_source}) | "
