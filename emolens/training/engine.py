@@ -1,7 +1,7 @@
-"""One training epoch and one evaluation pass (torchvision-references style).
+"""One training epoch and one prediction pass (torchvision-references style).
 
-Both reduce their sums over processes when torch.distributed is initialised, so every rank
-returns the global numbers.
+``train_one_epoch`` reduces its sums over processes when torch.distributed is initialised (so
+every rank returns the global numbers); ``global_sums`` does the same for callers' own sums.
 """
 
 from __future__ import annotations
@@ -111,23 +111,3 @@ def predict_logits(
     if not outs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     return torch.cat(outs).numpy(), torch.cat(labels).numpy()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    criterion: nn.Module,
-    device: torch.device,
-    *,
-    amp_dtype: torch.dtype | None = None,
-    progress: bool = False,
-) -> dict[str, float]:
-    """Loss and accuracy over ``loader`` (summed over processes)."""
-    logits, labels = predict_logits(model, loader, device, amp_dtype=amp_dtype, progress=progress, desc="validate")
-    n = len(labels)
-    loss_sum = criterion(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)).item() * n if n else 0.0
-    correct = float((logits.argmax(1) == labels).sum()) if n else 0.0
-    loss_sum, correct, n = global_sums(loss_sum, correct, float(n), device=device)
-    n = max(n, 1)
-    return {"loss": loss_sum / n, "acc": correct / n, "images": n}
