@@ -97,7 +97,7 @@ def test_live_page_shows_faces_from_the_server(server_url: str, browser) -> None
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{server_url}/")
+    browser.get(f"{server_url}/?mode=server")  # the page's default is recognition in the browser
     browser.find_element(By.ID, "start").click()
     live = browser.find_element(By.ID, "live")
     # the list is re-rendered on every reply: read it in one script call, not element by element
@@ -113,6 +113,7 @@ def test_live_page_shows_faces_from_the_server(server_url: str, browser) -> None
     assert faces[0]["emotion"] in classes
     assert faces[0]["id"].isdigit()
     assert live.get_attribute("data-state") == "streaming"
+    assert browser.execute_script("return window.emolens.mode") == "server"
     assert browser.find_element(By.ID, "latency").text.endswith("ms")
     # the overlay canvas holds drawn boxes: some pixels are not transparent
     painted = browser.execute_script(

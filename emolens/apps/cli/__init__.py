@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 import emolens
-from emolens.apps.cli import cache_cmds, data_cmds, infer_cmds, serve_cmds, train_cmds
+from emolens.apps.cli import cache_cmds, data_cmds, infer_cmds, serve_cmds, train_cmds, web_cmds
 
 #: Top-level module → the pip extra that installs it.
 EXTRAS = {"torch": "train", "onnx": "train", "sklearn": "train", "tensorboard": "train",
@@ -58,7 +58,7 @@ def needs_extras(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-for module in (data_cmds, train_cmds, infer_cmds, serve_cmds, cache_cmds):
+for module in (data_cmds, train_cmds, infer_cmds, serve_cmds, web_cmds, cache_cmds):
     module.register(app)
 for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app.registered_groups)]:
     for info in group.registered_commands:

@@ -1,10 +1,12 @@
-// emolens web page: live webcam recognition over a WebSocket, and photo/video upload.
+// emolens web page: live webcam recognition — in this browser (onnxruntime-web, nothing leaves the
+// page) or on the server (frames over a WebSocket) — and photo/video upload to the server.
 "use strict";
 
 const API = "/api/v1";
-const FRAME_WIDTH = 640; // frames are downscaled to this width before sending
+const FRAME_WIDTH = 640; // frames are downscaled to this width before analysis
 const JPEG_QUALITY = 0.7;
 const COLORS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#4db6ac", "#f06292"];
+const MODES = { browser: "in this browser", server: "on the server" };
 
 const $ = (id) => document.getElementById(id);
 const pct = (p) => `${Math.round(p * 100)}%`;
@@ -17,6 +19,10 @@ function el(tag, text, attrs = {}) {
   return node;
 }
 
+// For automation and tests: the mode ("browser" | "server", null while loading), the latest result
+// (Python's ImageResult.to_dict() shape), frames analysed and the current frame rate.
+window.emolens = { mode: null, lastResult: null, frames: 0, fps: 0, engine: null, error: null };
+
 // ---------------------------------------------------------------- live camera
 
 const live = {
@@ -24,11 +30,14 @@ const live = {
   video: $("video"),
   overlay: $("overlay"),
   capture: document.createElement("canvas"),
+  engine: null, // in-page recognition, once its assets have loaded
+  server: false, // whether a server is there to analyse frames (not in a static export)
   ws: null,
   stream: null,
-  inFlight: false, // at most one frame is ever waiting for its reply
+  loop: 0, // bumped to stop the running in-page loop
+  inFlight: false, // server mode: at most one frame is ever waiting for its reply
   sentAt: 0,
-  replies: [], // reply timestamps of the last second, for the FPS figure
+  replies: [], // result timestamps of the last second, for the FPS figure
   result: null,
   frames: 0,
 };
@@ -38,8 +47,29 @@ function setLiveStatus(text, state) {
   if (state) live.section.dataset.state = state;
 }
 
+function idleText() {
+  return window.emolens.mode === "browser"
+    ? "Camera off. Frames are analyzed in this browser and never leave it."
+    : "Camera off. Frames are analyzed on this server and not stored.";
+}
+
+function setMode(mode) {
+  const running = Boolean(live.stream);
+  if (running) stopLoop();
+  window.emolens.mode = mode;
+  live.section.dataset.mode = mode;
+  $(`mode-${mode}`).checked = true;
+  $("mode-label").textContent = MODES[mode];
+  live.replies = [];
+  showModel();
+  if (running) startLoop();
+  else setLiveStatus(idleText());
+}
+
 async function startLive() {
   $("start").disabled = true;
+  await ready; // the mode is chosen once the in-page models have loaded (or failed to)
+  if (!window.emolens.mode) return;
   try {
     live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
   } catch (err) {
@@ -49,33 +79,101 @@ async function startLive() {
   }
   live.video.srcObject = live.stream;
   await live.video.play();
+  $("stop").disabled = false;
+  startLoop();
+  requestAnimationFrame(drawOverlay);
+}
+
+function startLoop() {
+  if (window.emolens.mode === "browser") {
+    setLiveStatus("Recognizing in this browser: no frame, face or result leaves the page", "streaming");
+    browserLoop(++live.loop);
+  } else {
+    openSocket();
+  }
+}
+
+function stopLoop() {
+  live.loop += 1;
+  const ws = live.ws;
+  live.ws = null;
+  ws?.close();
+  live.inFlight = false;
+  live.result = null;
+}
+
+function stopLive(message = "Camera off") {
+  stopLoop();
+  live.stream?.getTracks().forEach((track) => track.stop());
+  live.stream = null;
+  live.replies = [];
+  $("fps").textContent = "–";
+  $("live-faces").replaceChildren();
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  setLiveStatus(message === "Camera off" ? idleText() : message, "idle");
+  drawOverlay();
+}
+
+/** The current video frame, downscaled to FRAME_WIDTH, drawn into the capture canvas. */
+function grabFrame() {
+  const { video, capture } = live;
+  const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
+  capture.width = Math.round(video.videoWidth * scale);
+  capture.height = Math.round(video.videoHeight * scale);
+  const ctx = capture.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, capture.width, capture.height);
+  return ctx;
+}
+
+/** Resolves when the camera shows a frame after this call (each frame is analysed at most once). */
+function nextVideoFrame() {
+  return new Promise((resolve) => {
+    if (live.video.requestVideoFrameCallback) live.video.requestVideoFrameCallback(() => resolve());
+    else setTimeout(resolve, 0);
+  });
+}
+
+async function browserLoop(token) {
+  const { fromRGBA } = await import("./inpage/imageops.mjs");
+  const tracker = live.engine.tracker();
+  while (live.loop === token) {
+    const next = nextVideoFrame(); // asked before analysing, so a frame that arrives meanwhile is not missed
+    if (live.video.videoWidth) {
+      const ctx = grabFrame();
+      const { width, height } = ctx.canvas;
+      const start = performance.now();
+      try {
+        const result = await live.engine.analyze(fromRGBA(ctx.getImageData(0, 0, width, height).data, width, height), tracker);
+        if (live.loop !== token) return;
+        onResult(result, performance.now() - start);
+      } catch (err) {
+        if (live.loop === token) stopLive(`In-browser recognition failed: ${err.message}`);
+        return;
+      }
+    }
+    await next;
+  }
+}
+
+function openSocket() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}${API}/stream`);
   live.ws = ws;
   ws.onopen = () => {
-    setLiveStatus("Streaming", "streaming");
+    setLiveStatus("Streaming to the server", "streaming");
     sendFrame();
   };
-  ws.onmessage = (event) => onReply(JSON.parse(event.data));
+  ws.onmessage = (event) => {
+    live.inFlight = false;
+    const reply = JSON.parse(event.data);
+    if (reply.error) setLiveStatus(`Server: ${reply.error}`);
+    else onResult(reply, performance.now() - live.sentAt);
+    sendFrame(); // the next frame goes only after this reply: slow links drop frames, never queue them
+  };
   ws.onclose = (event) => {
     if (live.ws === ws) stopLive(event.reason ? `Disconnected: ${event.reason}` : "Disconnected");
   };
-  $("stop").disabled = false;
-  requestAnimationFrame(drawOverlay);
-}
-
-function stopLive(message = "Camera off") {
-  const ws = live.ws;
-  live.ws = null;
-  ws?.close();
-  live.stream?.getTracks().forEach((track) => track.stop());
-  live.stream = null;
-  live.inFlight = false;
-  live.result = null;
-  $("start").disabled = false;
-  $("stop").disabled = true;
-  setLiveStatus(message, "idle");
-  drawOverlay();
 }
 
 function sendFrame() {
@@ -85,10 +183,7 @@ function sendFrame() {
     setTimeout(sendFrame, 50);
     return;
   }
-  const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
-  capture.width = Math.round(video.videoWidth * scale);
-  capture.height = Math.round(video.videoHeight * scale);
-  capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
+  grabFrame();
   live.inFlight = true;
   capture.toBlob((blob) => {
     if (live.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
@@ -97,23 +192,18 @@ function sendFrame() {
   }, "image/jpeg", JPEG_QUALITY);
 }
 
-function onReply(reply) {
+function onResult(result, latencyMs) {
   const now = performance.now();
-  live.inFlight = false;
   live.replies.push(now);
   while (live.replies[0] < now - 1000) live.replies.shift();
   $("fps").textContent = live.replies.length.toString();
-  $("latency").textContent = `${Math.round(now - live.sentAt)} ms`;
-  if (reply.error) {
-    setLiveStatus(`Server: ${reply.error}`);
-  } else {
-    live.result = reply;
-    live.frames += 1;
-    live.section.dataset.frames = live.frames.toString();
-    live.section.dataset.faces = reply.faces.length.toString();
-    renderLiveFaces(reply.faces);
-  }
-  sendFrame(); // the next frame goes only after this reply: slow links drop frames, never queue them
+  $("latency").textContent = `${Math.round(latencyMs)} ms`;
+  live.result = result;
+  live.frames += 1;
+  Object.assign(window.emolens, { lastResult: result, frames: live.frames, fps: live.replies.length });
+  live.section.dataset.frames = live.frames.toString();
+  live.section.dataset.faces = result.faces.length.toString();
+  renderLiveFaces(result.faces);
 }
 
 function probabilityBars(probabilities) {
@@ -151,10 +241,10 @@ function drawOverlay() {
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   if (result && video.videoWidth) {
-    const scale = overlay.width / result.width; // boxes are in the sent frame's pixels
+    const scale = overlay.width / result.width; // boxes are in the analysed frame's pixels
     for (const face of result.faces) drawFace(ctx, face, scale, ratio);
   }
-  if (live.ws) requestAnimationFrame(drawOverlay);
+  if (live.stream) requestAnimationFrame(drawOverlay);
 }
 
 function drawFace(ctx, face, scale, ratio) {
@@ -262,6 +352,15 @@ async function upload(event) {
 // ---------------------------------------------------------------- start-up
 
 async function showModel() {
+  const engine = live.engine;
+  if (window.emolens.mode === "browser" && engine) {
+    const { model, detector } = engine.config;
+    const threads = `${engine.backend.threads} thread${engine.backend.threads === 1 ? "" : "s"}`;
+    $("model").textContent = `model ${model.name} · detector ${detector.name} · ${engine.classes.join(", ")}`;
+    $("engine").textContent = `${engine.backend.name}, ${threads}`;
+    return;
+  }
+  $("engine").textContent = "";
   try {
     const info = await (await fetch(`${API}/models`)).json();
     $("model").textContent = `model ${info.model} · detector ${info.detector} · ${info.classes.join(", ")}`;
@@ -270,8 +369,42 @@ async function showModel() {
   }
 }
 
+/** Read the page's config, then load the in-page engine; the page starts in browser mode when it
+ *  loads, else on the server (``?mode=`` picks one, ``?threads=`` sets WebAssembly threads). */
+async function init() {
+  const params = new URLSearchParams(location.search);
+  const configUrl = new URL("assets/config.json", document.baseURI);
+  let config = null;
+  try {
+    const { fetchOk, loadEngine } = await import("./inpage/engine.mjs");
+    config = await (await fetchOk(configUrl)).json();
+    live.server = config.server;
+    $("upload").hidden = !live.server;
+    live.engine = await loadEngine(config, configUrl, { threads: Number(params.get("threads")) || undefined });
+    window.emolens.engine = live.engine;
+  } catch (err) {
+    window.emolens.error = location.protocol === "file:"
+      ? "open this page through a web server (python -m http.server -d FOLDER), not as a file"
+      : `in-browser recognition unavailable: ${err.message}`;
+    console.warn(window.emolens.error);
+    live.server = config ? config.server : location.protocol !== "file:";
+  }
+  $("mode-browser").disabled = !live.engine;
+  $("mode-server").disabled = !live.server;
+  if (!live.server) $("mode-server").parentElement.title = "This page is a static copy: there is no server.";
+  $("upload").hidden = !live.server;
+  if (!live.engine && !live.server) {
+    setLiveStatus(`Cannot run: ${window.emolens.error}`, "error");
+    return;
+  }
+  const wanted = params.get("mode");
+  const usable = (mode) => (mode === "browser" ? Boolean(live.engine) : live.server);
+  setMode(wanted in MODES && usable(wanted) ? wanted : live.engine ? "browser" : "server");
+}
+
+const ready = init();
 $("start").addEventListener("click", startLive);
 $("stop").addEventListener("click", () => stopLive());
+for (const mode of Object.keys(MODES)) $(`mode-${mode}`).addEventListener("change", () => setMode(mode));
 $("upload-form").addEventListener("submit", upload);
-showModel();
 if (new URLSearchParams(location.search).has("autostart")) startLive();

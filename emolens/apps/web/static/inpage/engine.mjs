@@ -1,0 +1,107 @@
+// Recognition inside the page: onnxruntime-web (WebAssembly, SIMD; threads when the page is
+// cross-origin isolated) runs the face detector and the expression model named in config.json,
+// with the crops, normalisation and tracking of the Python package. Nothing leaves the page.
+"use strict";
+
+import { BlazeFace } from "./blazeface.mjs";
+import { cropFace, makeImage, normalize } from "./imageops.mjs";
+import { FaceTracker } from "./tracking.mjs";
+
+const RUNTIME = new URL("../vendor/onnxruntime-web/", import.meta.url);
+
+/** fetch() that fails on HTTP errors, naming the URL. */
+export async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response;
+}
+
+/** Load both ONNX sessions of ``config`` (the page's config.json, which names the model files
+ *  relative to ``baseUrl``). ``threads``: WebAssembly threads (default: onnxruntime-web's choice
+ *  when the page is cross-origin isolated; always 1 when it is not). */
+export async function loadEngine(config, baseUrl, { threads } = {}) {
+  const ort = await import(new URL("ort.wasm.bundle.min.mjs", RUNTIME).href);
+  ort.env.wasm.wasmPaths = { wasm: new URL("ort-wasm-simd-threaded.wasm", RUNTIME).href };
+  if (threads) ort.env.wasm.numThreads = threads;
+  if (!globalThis.crossOriginIsolated) ort.env.wasm.numThreads = 1; // threads need SharedArrayBuffer
+  const session = async (file) => {
+    const bytes = new Uint8Array(await (await fetchOk(new URL(file, baseUrl))).arrayBuffer());
+    return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  };
+  const [detector, model] = await Promise.all([session(config.detector.file), session(config.model.file)]);
+  const engine = new Engine(ort, config, detector, model);
+  await engine.analyze(makeImage(64, 48, 3)); // warm-up: the first run of a session is slow
+  return engine;
+}
+
+/** Python's FaceResult.to_dict, with unrounded probabilities. */
+function faceDict(face, classes) {
+  let emotion = classes[0];
+  for (const c of classes) if (face.probabilities[c] > face.probabilities[emotion]) emotion = c;
+  const [x1, y1, x2, y2] = face.box;
+  return {
+    face_id: face.face_id,
+    box: { x1, y1, x2, y2 },
+    score: face.score,
+    emotion,
+    confidence: face.probabilities[emotion],
+    probabilities: face.probabilities,
+    landmarks: Object.fromEntries(face.landmarkNames.map((name, k) => [name, face.landmarks[k].map((v) => Math.round(v * 10) / 10)])),
+  };
+}
+
+export class Engine {
+  constructor(ort, config, detectorSession, modelSession) {
+    this.ort = ort;
+    this.config = config;
+    this.detector = new BlazeFace(ort, detectorSession, config.detector);
+    this.model = modelSession;
+    this.classes = config.model.classes;
+    this.crop = config.model.crop;
+    this.temperature = config.model.temperature;
+    this.backend = { name: "WebAssembly SIMD", threads: ort.env.wasm.numThreads, isolated: Boolean(globalThis.crossOriginIsolated) };
+  }
+
+  /** A tracker with the server's tracking settings (one per stream). */
+  tracker() {
+    return new FaceTracker(this.config.tracking);
+  }
+
+  /** Class probabilities (one {class: p} per box) of the faces at pixel ``boxes`` of an RGB image. */
+  async classify(img, boxes) {
+    if (!boxes.length) return [];
+    const { size, channels } = this.crop;
+    const input = normalize(boxes.map((box) => cropFace(img, box, this.crop)));
+    const tensor = new this.ort.Tensor("float32", input, [boxes.length, channels, size, size]);
+    const logits = (await this.model.run({ [this.model.inputNames[0]]: tensor }))[this.model.outputNames[0]].data;
+    const k = this.classes.length;
+    return boxes.map((_, n) => {
+      const z = Array.from(logits.subarray(n * k, (n + 1) * k), (v) => v / this.temperature);
+      const top = Math.max(...z);
+      const e = z.map((v) => Math.exp(v - top));
+      const total = e.reduce((a, b) => a + b, 0);
+      return Object.fromEntries(this.classes.map((c, i) => [c, e[i] / total]));
+    });
+  }
+
+  /** Faces and emotions in an RGB image, as Python's ImageResult.to_dict() (plus timings).
+   *  With a ``tracker`` (video frames) faces keep the detector's order and get tracked ids and
+   *  smoothed probabilities; without one (still images) they are in reading order, ids 0, 1, ... */
+  async analyze(img, tracker = null) {
+    const start = performance.now();
+    let detections = await this.detector.detect(img);
+    const detected = performance.now();
+    if (!tracker) detections = [...detections].sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
+    const probabilities = await this.classify(img, detections.map((d) => d.box));
+    let faces = detections.map((d, i) => ({ ...d, face_id: i, probabilities: probabilities[i], landmarkNames: this.detector.landmarks }));
+    if (tracker) faces = tracker.update(faces);
+    const end = performance.now();
+    return {
+      width: img.width,
+      height: img.height,
+      faces: faces.map((f) => faceDict(f, this.classes)),
+      detect_ms: detected - start,
+      classify_ms: end - detected,
+    };
+  }
+}
