@@ -25,8 +25,8 @@ run_all() {  # run_all EPOCHS SUFFIX TIME_LIMIT_S: every teacher at once
     IFS='|' read -r name rest own <<<"$spec"
     read -ra args <<<"$rest"
     own=${own:-$data}
-    echo "emolens train --data '$own' --model ${args[*]} ${common[*]} --epochs $1 --out runs/$name" >>"$out/commands$2.txt"
-    timeout "$3" "${emolens[@]}" train --data "$own" --model "${args[@]}" "${common[@]}" --epochs "$1" \
+    echo "emolens train --data '$own' --arch ${args[*]} ${common[*]} --epochs $1 --out runs/$name" >>"$out/commands$2.txt"
+    timeout "$3" "${emolens[@]}" train --data "$own" --arch "${args[@]}" "${common[@]}" --epochs "$1" \
       --out "$out/runs/$name$2" >"$out/runs/$name$2.log" 2>&1 &
     pids+=($!)
   done

@@ -157,10 +157,16 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
     probs = teacher.lookup("affectnet-yolo", src.train_keys)
     assert not np.isnan(probs).any() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-2)
 
+    fer_only = tmp_path / "fer-teacher.npz"  # a second file for one source: averaged where both hold an image
+    result = runner.invoke(app, ["teach", str(tmp_path / "teacher"), "--data", fer, "--out", str(fer_only),
+                                 "--tta", "none", "--cache-dir", cache])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["train", "--data", fer, "--data", str(affectnet_small), "--teacher", str(outputs),
-                                 "--distill-weight", "0.7", "--out", str(tmp_path / "student"), *common])
+                                 "--teacher", str(fer_only), "--distill-weight", "0.7", "--out",
+                                 str(tmp_path / "student"), *common])
     assert result.exit_code == 0, result.output
     assert "160 of 160 affectnet-yolo training images matched" in result.output
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["teacher"] == [str(outputs), str(fer_only)]
     with pytest.raises(ValueError, match="teacher members"):
         load_teacher_outputs(outputs, EIGHT, members="3")
 

@@ -52,7 +52,7 @@ class TrainConfig:
     augment: str = "default"
     seed: int = 0
     select: str = "mean"  # checkpoint selection: mean of the sources' val accuracies, or one source's name
-    teacher: str | None = None  # saved teacher outputs (`emolens teach`) to distil from
+    teacher: list[str] | None = None  # saved teacher outputs (`emolens teach`), averaged where they overlap
     distill_weight: float = 0.5  # share of the teacher's probabilities in each matched target
     teacher_members: str | None = None  # comma-separated teacher indices to average (default all)
     init: str | None = None
@@ -65,6 +65,8 @@ class TrainConfig:
         if isinstance(self.data, str):  # a single path, as configs before multi-dataset training held
             self.data = [self.data]
         self.data = [str(d) for d in self.data]
+        if isinstance(self.teacher, str):
+            self.teacher = [self.teacher]
         if not self.data:
             raise ValueError("at least one --data source is required")
         if not 0.0 <= self.distill_weight <= 1.0:

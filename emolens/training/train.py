@@ -188,15 +188,19 @@ def _sources(cfg: TrainConfig) -> list[SourceSpec]:
 
 
 def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceData], log: Log) -> list[np.ndarray]:
-    """Each source's training targets mixed with the saved teacher outputs (``cfg.teacher``)."""
+    """Each source's training targets mixed with the saved teacher outputs (``cfg.teacher``; where
+    several files hold an image, their probabilities are averaged)."""
     from emolens.training.teach import load_teacher_outputs
 
-    outputs = load_teacher_outputs(cfg.teacher, classes, members=cfg.teacher_members)
+    files = [load_teacher_outputs(path, classes, members=cfg.teacher_members) for path in cfg.teacher or []]
     mixed = []
     for src in sources:
-        probs = outputs.lookup(src.name, src.train_keys)
-        matched = int((~np.isnan(probs).all(axis=1)).sum())
-        log(f"teacher {cfg.teacher}: {matched} of {len(probs)} {src.name} training images matched "
+        per_file = np.stack([f.lookup(src.name, src.train_keys) for f in files])
+        found = ~np.isnan(per_file).all(axis=2)  # files × samples
+        probs = np.full(per_file.shape[1:], np.nan, np.float32)
+        any_found = found.any(axis=0)
+        probs[any_found] = np.nansum(per_file, axis=0)[any_found] / found.sum(axis=0)[any_found, None]
+        log(f"teacher outputs: {int(any_found.sum())} of {len(probs)} {src.name} training images matched "
             f"(distill weight {cfg.distill_weight})")
         mixed.append(mix_targets(src.train_targets, probs, cfg.distill_weight))
     return mixed

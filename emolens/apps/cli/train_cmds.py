@@ -89,7 +89,7 @@ def train_cmd(
     margin: Optional[float] = typer.Option(None, "--margin", help=f"Face-box margin per side of the crop spec (default {_D.margin})."),
     contrast: Optional[str] = typer.Option(None, "--contrast", help="Contrast normalisation of every face: none | equalize (default none)."),
     select: Optional[str] = typer.Option(None, "--select", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Distil from saved teacher outputs (`emolens teach`)."),
+    teacher: Optional[list[Path]] = typer.Option(None, "--teacher", help="Distil from saved teacher outputs (`emolens teach`); repeatable."),
     distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help=f"Teacher share of each matched target (default {_D.distill_weight})."),
     teacher_members: Optional[str] = typer.Option(None, "--teacher-members", help="Teachers of the file to average, e.g. 0,2 (default all)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Only these classes, e.g. anger,happy,neutral."),
@@ -115,7 +115,8 @@ def train_cmd(
              if v is not None and k not in ("resume", "force", "arch", "model", "CONFIG", "fit")}
     if arch is not None:
         given["model"] = arch
-    given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
+    given = {k: [str(x) for x in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v
+             for k, v in given.items()}
     try:
         if resume is not None:
             config_path = resume / CONFIG
