@@ -140,9 +140,9 @@ def test_upload_photo_and_video(server_url: str, browser, media: Path) -> None:
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "annotated").get_attribute("hidden") is None)
     assert browser.execute_script("return document.getElementById('annotated').naturalWidth") == 1000
     assert browser.execute_script(rows) >= 3  # header + one row per face
-
     first = "return document.querySelector('#result-table tr:nth-child(2) td').textContent"
     assert browser.execute_script(first) == "0"  # the index drawn on the image and used by the CLI and JSON
+
     browser.find_element(By.ID, "file").send_keys(str(media / "pyfeat_single_face.mp4"))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "timeline").get_attribute("hidden") is None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.data.preprocess import CropSpec, crop_face, normalize, resize_to
+from emolens.data.preprocess import CropSpec, crop_face, normalize, prepare
 from emolens.inference.runtime import create_session
 from emolens.labels import canonical
 
@@ -92,7 +92,7 @@ class EmotionClassifier:
             return np.zeros((0, len(self.classes)), np.float32)
         spec = self.crop
         if faces.shape[1:] != (spec.size, spec.size, spec.channels):
-            faces = np.stack([resize_to(f, spec.size, spec.channels) for f in faces])
+            faces = np.stack([prepare(f, spec) for f in faces])
         out = []
         for start in range(0, n, batch_size):
             logits = self.session.run(None, {self._input: normalize(faces[start:start + batch_size])})[0]

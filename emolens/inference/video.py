@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, nullcontext
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 from emolens.inference.annotate import annotate, draw_fps
 from emolens.inference.detectors import Detection
 from emolens.inference.errors import InputError
+from emolens.inference.images import check_pixels
 from emolens.io import atomic_path, write_text
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
@@ -43,6 +46,30 @@ def is_realtime(source: Source) -> bool:
     return is_camera(source) or (isinstance(source, str) and "://" in source)
 
 
+def _is_utf8(text: str) -> bool:
+    """False for names holding undecodable bytes (``os.fsdecode`` surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextmanager
+def opencv_path(path: str | Path) -> Iterator[str]:
+    """``path`` as a str OpenCV can take: itself, or, when the name is not valid UTF-8 (which
+    crashes OpenCV's Python binding), a symlink to it in a temporary folder while in the block."""
+    text = str(path)
+    if not _is_utf8(text):
+        suffix = Path(text).suffix if Path(text).suffix.isascii() else ""
+        with tempfile.TemporaryDirectory(prefix="emolens-") as tmp:
+            link = os.path.join(tmp, f"file{suffix}")
+            os.symlink(os.path.abspath(text), link)
+            yield link
+        return
+    yield text
+
+
 def open_capture(source: Source) -> cv2.VideoCapture:
     """Open a camera index, a video file or a stream URL; InputError when it cannot be read."""
     if is_camera(source):
@@ -50,9 +77,18 @@ def open_capture(source: Source) -> cv2.VideoCapture:
         if not cap.isOpened():
             raise InputError(f"camera {source}: cannot be opened (no such camera, or it is in use)")
         return cap
-    if not is_realtime(source) and not Path(source).is_file():
-        raise InputError(f"{source}: no such video file")
-    cap = cv2.VideoCapture(str(source))
+    if is_realtime(source):
+        if not _is_utf8(str(source)):
+            raise InputError(f"{source!r}: not a usable stream URL")
+        cap = cv2.VideoCapture(str(source))
+    else:
+        try:
+            if not Path(source).is_file():
+                raise InputError(f"{source}: no such video file")
+        except OSError as e:  # a name too long, no permission on a parent folder
+            raise InputError(f"{source}: cannot be read: {e.strerror or e}") from None
+        with opencv_path(source) as name:
+            cap = cv2.VideoCapture(name)
     if not cap.isOpened():
         raise InputError(f"{source}: not a readable video (expected a file such as .mp4/.avi or a stream URL)")
     return cap
@@ -171,7 +207,8 @@ class VideoWriter:
         self.path = Path(path)
         self.codec = "h264" if _has_pyav() else "mp4v"
         width, height = size
-        name = str(self.path)
+        self._name = ExitStack()  # the usable file name stays valid until close (faststart reopens it)
+        name = self._name.enter_context(opencv_path(self.path))
         if self.codec == "h264":
             import av
 
@@ -183,6 +220,7 @@ class VideoWriter:
         else:
             self._cv = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
             if not self._cv.isOpened():
+                self._name.close()
                 raise OSError(f"cannot write video {self.path}")
 
     def write(self, frame_bgr: np.ndarray) -> None:
@@ -201,12 +239,13 @@ class VideoWriter:
 
     def close(self) -> None:
         """Flush and close the file."""
-        if self.codec == "mp4v":
-            self._cv.release()
-            return
-        for packet in self._stream.encode():
-            self._out.mux(packet)
-        self._out.close()
+        with self._name:
+            if self.codec == "mp4v":
+                self._cv.release()
+                return
+            for packet in self._stream.encode():
+                self._out.mux(packet)
+            self._out.close()
 
 
 def _has_pyav() -> bool:
@@ -240,7 +279,8 @@ FrameCallback = Callable[[np.ndarray, list[FaceResult], int], bool]
 def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Path | None = None,
                   detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
                   bars: bool = True, show_fps: bool = False, on_frame: FrameCallback | None = None,
-                  paced: bool = False, on_progress: Callable[[int], None] | None = None) -> VideoResult:
+                  max_pixels: int | None = None, paced: bool = False,
+                  on_progress: Callable[[int], None] | None = None) -> VideoResult:
     """Analyse a video file, camera index or stream URL.
 
     ``annotate_to``: write the annotated video there (see :class:`VideoWriter`).
@@ -248,25 +288,31 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
     return False to stop (live window); ``show_fps`` draws the processing rate on those frames
     only, never in the file. ``paced``: a video file plays at its own frame rate instead of as
     fast as it can be processed. ``on_progress(1)`` is called after each processed frame.
-    A source without a single readable frame raises InputError; a video without faces gives an
-    empty timeline.
+    Frames over ``max_pixels`` (default: the recognizer's image limit) raise LimitError, from the
+    container's header when it gives the size, before a frame is decoded. A source without a
+    single readable frame raises InputError; a video without faces gives an empty timeline.
     """
+    max_pixels = recognizer.max_pixels if max_pixels is None else max_pixels
+    name = f"camera {source}" if is_camera(source) else str(source)
     cap = open_capture(source)
     realtime = is_realtime(source)
     try:
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if min(declared) > 0:
+            check_pixels(*declared, f"{name} (frame size)", max_pixels)
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if fps and 1.0 <= fps <= 240.0 else FALLBACK_FPS
         analyzer = StreamAnalyzer(recognizer, detect_every)
         meter = FpsMeter()
         result: VideoResult | None = None
         writer: VideoWriter | None = None
-        name = f"camera {source}" if is_camera(source) else str(source)
         stream = iter_frames(cap, realtime, fps, paced)
         with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp, closing(stream):
             try:
                 for index, time_s, frame in stream:
                     if result is None:
                         h, w = frame.shape[:2]
+                        check_pixels(w, h, f"{name} (frame size)", max_pixels)
                         result = VideoResult(name, w, h, fps, recognizer.classes)
                         if tmp is not None:
                             writer = VideoWriter(tmp, fps, (w, h))
@@ -321,7 +367,8 @@ def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> 
         ax.set_title(f"face #{face_id}" if rows else "no face found", fontsize=10)
     axes[-1].set_xlabel("time (s)")
     axes[0].legend(loc="upper right", ncol=min(4, len(result.classes)), fontsize=8)
-    fig.suptitle(Path(result.source).name if not result.source.startswith("camera") else result.source)
+    title = Path(result.source).name if not result.source.startswith("camera") else result.source
+    fig.suptitle(title.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))  # undecodable bytes → �
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(path)

@@ -129,7 +129,8 @@ def save_teacher_outputs(
                 votes = None
                 if spec.votes:
                     vote_classes, table = read_votes(spec.votes)
-                    votes = plurality(vote_matrix(keys, table, vote_classes, classes))
+                    to_run = np.array([classes.index(c) if c in classes else -1 for c in vote_classes] + [-1])  # [-1]: no plurality
+                    votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
                     vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
                 for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
                     entry[label] = {"acc": _accuracy(p, labels, columns)}

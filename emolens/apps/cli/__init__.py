@@ -5,6 +5,8 @@ optional dependency is missing names the extra to install in one line."""
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -66,4 +68,11 @@ for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app
 
 
 def main() -> None:
+    # File names that are not valid UTF-8 print with backslash escapes instead of failing the command.
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    # Pillow warns about damaged metadata (corrupt EXIF, odd tags) in images it still decodes;
+    # emolens reports what it cannot use itself.
+    warnings.filterwarnings("ignore", module="PIL")
     app()

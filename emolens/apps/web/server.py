@@ -29,25 +29,39 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import emolens
-from emolens.apps.web.stream import POLICY_VIOLATION, TRY_AGAIN_LATER, StreamSession, same_origin, serve_stream
-from emolens.apps.web.uploads import BodyLimit, decode_image, keep_upload, looks_like_image
+from emolens.apps.web.guards import (LOCAL_HOSTS, TRY_AGAIN_LATER, BodyLimit, HostGuard, SecurityHeaders, WorkLimit,
+                                     guarded_protocol)
+from emolens.apps.web.inpage import add_routes as add_inpage_routes
+from emolens.apps.web.stream import StreamSession, serve_stream
+from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
 from emolens.inference.annotate import annotate as draw_faces
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
-from emolens.inference.errors import InputError
+from emolens.inference.errors import InputError, LimitError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
-#: The page may only use what this server serves (plus the camera and data: images).
-CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+#: The page may only use what this server serves (plus the camera and data: images); it may
+#: compile WebAssembly (in-browser recognition) but never evaluate strings as code.
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; "
+       "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+#: Cross-origin isolation (COOP + COEP) lets the in-browser runtime use WebAssembly threads.
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin",
+                    "Cross-Origin-Embedder-Policy": "require-corp"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Server limits and options (``emolens serve`` flags)."""
+    """Server limits and options (``emolens serve`` flags; docs/web.md lists them all).
+
+    ``max_queued``: analysis requests admitted beyond the ``workers`` running ones (more get 503);
+    ``allowed_hosts``: names the ``Host`` header may carry (``*``: any);
+    ``read_timeout_s``: for a request head to arrive, and for an upload to bring more data;
+    ``upload_timeout_s``: for a whole upload; ``max_connections``: open connections, streams included.
+    """
 
     model: str = "default"
     detector: str = "default"
@@ -60,10 +74,19 @@ class Settings:
     artifact_ttl_s: float = 900.0
     max_artifacts: int = 32
     keep_uploads: Path | None = None
+    max_queued: int = 4
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS
+    read_timeout_s: float = 10.0
+    upload_timeout_s: float = 120.0
+    max_connections: int = 256
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return int(self.max_frame_mb * MB)
 
 
 class ArtifactStore:
@@ -124,7 +147,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, Any]:
@@ -177,22 +200,24 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
     @app.websocket("/api/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         nonlocal active_streams
-        if not same_origin(websocket):
-            await websocket.close(code=POLICY_VIOLATION, reason="cross-origin connections are refused")
-            return
+        await websocket.accept()  # before any close, so that clients see the close code, not HTTP 403
         if active_streams >= settings.max_streams:
             await websocket.close(code=TRY_AGAIN_LATER, reason="too many live streams")
             return
-        await websocket.accept()
         active_streams += 1
         try:
-            session = StreamSession(recognizer, recognizer.tracker(), settings.max_pixels,
-                                    int(settings.max_frame_mb * MB))
+            session = StreamSession(recognizer, recognizer.tracker(), settings.max_pixels, settings.max_frame_bytes)
             await serve_stream(websocket, session, executor)
         finally:
             active_streams -= 1
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    # the last added runs first: headers on every response, then hosts, admission, body limits
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, idle_timeout_s=settings.read_timeout_s,
+                       total_timeout_s=settings.upload_timeout_s)
+    app.add_middleware(WorkLimit, max_requests=settings.workers + settings.max_queued)
+    app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
+    add_inpage_routes(app, recognizer)  # /assets/: config and models for recognition in the page
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -208,12 +233,15 @@ def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: Bi
         path = Path(tmp) / "upload"
         with path.open("wb") as out:
             shutil.copyfileobj(upload, out)
-        suffix = Path(name).suffix.lower()
-        keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
         try:
-            result = analyze_video(recognizer, path, max_seconds=settings.max_video_seconds)
+            result = analyze_video(recognizer, path, max_seconds=settings.max_video_seconds,
+                                   max_pixels=settings.max_pixels)
+        except LimitError as exc:
+            raise HTTPException(413, str(exc).replace(str(path), name)) from None
         except InputError:
             raise HTTPException(400, f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
+        suffix = Path(name).suffix.lower()
+        keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
         result.source = name
         outputs = write_video_outputs(result, tmp, "video")
         files = {
@@ -237,3 +265,13 @@ def _analyze_upload(recognizer: Recognizer, settings: Settings, data: bytes, sou
         _, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
         reply["annotated_jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
     return reply
+
+
+def server_config(app: FastAPI, settings: Settings, host: str, port: int, log_level: str = "info") -> Any:
+    """The ``uvicorn.Config`` that ``emolens serve`` runs: request heads must arrive within
+    ``read_timeout_s``, at most ``max_connections`` are open, WebSocket messages fit one frame."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
+                          http=guarded_protocol(settings.read_timeout_s, settings.max_connections),
+                          ws_max_size=settings.max_frame_bytes + 1024)
