@@ -15,8 +15,10 @@ MIN_HAPPY = {"affectnet8": 3}
 
 
 def test_the_default_models_ship():
-    assert {"fer2013", "fer2013-fast"} <= set(BUNDLED)
-    assert EmotionClassifier.load("default").classes == EmotionClassifier.load("fer2013").classes
+    assert {"mixed8", "fer2013", "fer2013-fast", "affectnet8"} <= set(BUNDLED)
+    default = EmotionClassifier.load("default")
+    assert default.classes == EmotionClassifier.load("mixed8").classes and len(default.classes) == 8
+    assert default.crop.contrast == "equalize"  # trained on equalised faces of every source
 
 
 @pytest.mark.parametrize("name", BUNDLED)

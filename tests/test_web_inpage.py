@@ -43,9 +43,10 @@ from emolens.inference.results import FaceResult  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = STATIC / "vendor" / "onnxruntime-web"
 ARTIFACTS = REPO / "test-artifacts"
-MODELS = ("fer2013", "fer2013-fast", "affectnet8")
+MODELS = ("mixed8", "fer2013", "fer2013-fast", "affectnet8")
 #: One engine per bundled model; together they cover both detectors the page runs.
-PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affectnet8", "blazeface"))
+PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affectnet8", "blazeface"),
+         ("mixed8", "blazeface-short"))
 
 
 def require_models() -> None:
@@ -461,7 +462,7 @@ def test_page_tracks_and_smooths_like_python(exported: tuple[str, Path], chrome,
         for (const img of images) out.push((await window.emolens.engine.analyze(img, tracker)).faces);
         return out;
     """, entries)
-    recognizer = Recognizer("fer2013", detector="blazeface")
+    recognizer = Recognizer("default", detector="blazeface")  # the model the page loads
     tracker = recognizer.tracker()
     for rgb, js_faces in zip(rgbs, page, strict=True):
         py = tracker.update(recognizer.analyze(rgb, stream=True).faces)

@@ -2,7 +2,7 @@
 ``predict_proba(uint8 N×H×W×C faces) -> N×K``.
 
 Run folders and ``.pt`` checkpoints run in torch; ``.onnx`` files and bundled model names
-(``default``, ``fer2013``, ...) go through :class:`emolens.inference.classifier.EmotionClassifier`.
+(``default``, ``mixed8``, ...) go through :class:`emolens.inference.classifier.EmotionClassifier`.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from emolens.inference.runtime import create_session
 from emolens.labels import canonical
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_MODEL = "fer2013"
+DEFAULT_MODEL = "mixed8"
 
 
 def list_bundled_models() -> list[str]:
-    """Names of the models shipped in ``emolens/weights`` (``default`` means ``fer2013``)."""
+    """Names of the models shipped in ``emolens/weights`` (``default`` means ``mixed8``)."""
     return sorted(p.stem for p in WEIGHTS.glob("*.onnx"))
 
 
@@ -73,7 +73,7 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> EmotionClassifier:
-        """A bundled model by name (``default`` → ``fer2013``) or an .onnx file by path."""
+        """A bundled model by name (``default`` → ``mixed8``) or an .onnx file by path."""
         return cls(resolve_model(name_or_path))
 
     def __repr__(self) -> str:

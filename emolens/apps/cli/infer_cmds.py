@@ -11,7 +11,7 @@ import typer
 
 from emolens.inference.detectors import DEFAULT_DETECTOR, DEFAULT_STREAM_DETECTOR, list_detectors
 
-MODEL_HELP = ("trained model: a bundled name (default → fer2013; `emolens models` lists them), an exported "
+MODEL_HELP = ("trained model: a bundled name (default → mixed8; `emolens models` lists them), an exported "
               ".onnx file, or a run folder holding one")
 DETECTOR_HELP = (f"face detector: default (photos {DEFAULT_DETECTOR}, video {DEFAULT_STREAM_DETECTOR}), "
                  f"{', '.join(list_detectors())} (none: each image is one face), yunet-N (YuNet at N px), "
