@@ -97,11 +97,15 @@ def save_teacher_outputs(
     report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
+        by_margin = {  # box datasets are cut with each teacher's margin
+            m: load_dataset(spec.path, format=spec.format, selection=selection, box_margin=m)
+            for m in {p.crop.margin for p in predictors}
+        }
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None
             split_probs = []
             for predictor in predictors:
-                dataset = load_dataset(spec.path, format=spec.format, selection=selection, box_margin=predictor.crop.margin)
+                dataset = by_margin[predictor.crop.margin]
                 if split_name not in dataset.splits:
                     break
                 crop = predictor.crop

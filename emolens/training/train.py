@@ -35,7 +35,6 @@ CONFIG = "config.json"
 HISTORY = "history.csv"
 CURVES = "curves.png"
 TENSORBOARD = "tb"
-VAL_SPLITS = ("val", "test", "eval")
 
 Log = Callable[[str], None]
 
