@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=4, help="live: times the 2.4 s clip is played (default 4)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    from emolens.inference.classifier import WEIGHTS
+    from emolens.inference.classifier import DEFAULT_MODEL, WEIGHTS
     from emolens.inference.detectors import list_detectors
     from emolens.inference.runtime import cpu_threads
 
@@ -180,7 +180,7 @@ def main() -> None:
         print("## Detectors\n\n" + table(results["detectors"]) + "\n")
     if args.only in (None, "live"):
         with tempfile.TemporaryDirectory() as tmp:
-            default = WEIGHTS / "fer2013.onnx"  # the live loop is timed with the default model
+            default = WEIGHTS / f"{DEFAULT_MODEL}.onnx"  # the live loop is timed with the default model
             live_model = default if default.is_file() else models[0]
             results["live"] = [bench_live(live_model, d, Path(tmp), args.loops) for d in detectors]
         print("## live --no-window, 640x480, one face\n\n" + table(results["live"]) + "\n")
