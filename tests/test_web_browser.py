@@ -28,6 +28,26 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+def chrome_driver(camera_y4m: Path, profile: Path, *, logs: bool = False):
+    """Headless Debian Chromium whose camera plays ``camera_y4m``; ``logs`` records the console and
+    network (performance) logs."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera_y4m}", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    if logs:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    # A fixed chromedriver path: Selenium Manager never looks for (or downloads) a driver.
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
 def write_y4m(video: Path, out: Path, seconds: float = 4.0, size: tuple[int, int] = (640, 480)) -> Path:
     """Convert ``video`` to raw YUV4MPEG2 (I420, 30 fps), looping it to ``seconds``."""
     cap = cv2.VideoCapture(str(video))
@@ -75,20 +95,7 @@ def server_url() -> Iterator[str]:
 def browser(media: Path, tmp_path: Path):
     if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
         pytest.skip("Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    y4m = write_y4m(media / "pyfeat_single_face.mp4", tmp_path / "camera.y4m")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={y4m}", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(arg)
-    # A fixed chromedriver path: Selenium Manager never looks for (or downloads) a driver.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chrome_driver(write_y4m(media / "pyfeat_single_face.mp4", tmp_path / "camera.y4m"), tmp_path / "profile")
     yield driver
     driver.quit()
 

@@ -24,7 +24,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 from fastapi.testclient import TestClient  # noqa: E402
 from test_inference_support import video_frames  # noqa: E402
-from test_web_browser import CHROMEDRIVER, CHROMIUM, free_port, server_url, write_y4m  # noqa: E402, F401
+from test_web_browser import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, server_url, write_y4m  # noqa: E402, F401
 from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app as cli  # noqa: E402
@@ -136,21 +136,8 @@ def test_export_web_command(tmp_path: Path) -> None:
 def chrome(media: Path, tmp_path_factory: pytest.TempPathFactory):
     if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
         pytest.skip("Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     tmp = tmp_path_factory.mktemp("chrome")
-    y4m = write_y4m(media / "pyfeat_single_face.mp4", tmp / "camera.y4m")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={y4m}", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={tmp / 'profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chrome_driver(write_y4m(media / "pyfeat_single_face.mp4", tmp / "camera.y4m"), tmp / "profile", logs=True)
     driver.set_script_timeout(180)
     yield driver
     driver.quit()
