@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_inference import table  # this folder is on sys.path when a benchmark runs as a script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOLENS_SHARED", REPO.parent / "shared"))
@@ -179,13 +180,6 @@ def timed(dets: dict[str, Callable], frames: dict[str, np.ndarray], runs: int) -
                 det.detect(frame)
                 samples[(d, f)].append(time.perf_counter() - t)
     return {d: {f: round(statistics.median(samples[(d, f)]) * 1000, 2) for f in frames} for d in dets}
-
-
-def table(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main() -> None:
