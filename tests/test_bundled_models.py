@@ -15,7 +15,7 @@ MIN_HAPPY = {"affectnet8": 3}
 
 
 def test_the_default_models_ship():
-    assert {"mixed8", "fer2013", "fer2013-fast", "affectnet8"} <= set(BUNDLED)
+    assert {"mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8"} <= set(BUNDLED)
     default = EmotionClassifier.load("default")
     assert default.classes == EmotionClassifier.load("mixed8").classes and len(default.classes) == 8
     assert default.crop.contrast == "equalize"  # trained on equalised faces of every source
