@@ -69,7 +69,8 @@ class PaddedSecondPass:
         self.name = f"blazeface + padded {pad:g}x pass"
 
     def detect(self, image_rgb: np.ndarray) -> list:
-        from emolens.inference.detectors import Detection, clip_box
+        from emolens.boxes import clip_box
+        from emolens.inference.detectors import Detection
 
         found = self.inner.detect(image_rgb)
         if found:
@@ -192,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from emolens.inference.classifier import EmotionClassifier
-    from emolens.inference.images import load_image
+    from emolens.images import load_image
     from emolens.labels import canonical
 
     labels = args.only or [*CANDIDATES, PaddedSecondPass().name]

@@ -21,7 +21,7 @@ from PIL import Image
 from emolens.data import Split, load_arrays, load_dataset
 from emolens.data.augment import BatchAugment
 from emolens.data.loader import ArrayLoader
-from emolens.data.preprocess import MEAN, STD
+from emolens.preprocess import MEAN, STD
 
 SIZE = 48
 ROTATION, ZOOM, SHIFT, HFLIP = 15.0, (0.8, 1.2), 0.1, 0.5

@@ -1,6 +1,8 @@
 """Turn whatever the caller hands us (path, encoded bytes, numpy array, PIL image) into a uint8 RGB array.
 
-This is the one place where encoded images are decoded (API, CLI and web server alike).
+This is the one place where encoded images are decoded: API, CLI, web server, dataset readers
+and ``evaluate --detect`` alike, so training and serving see the same pixels (EXIF rotation
+applied, transparency on white, 16-bit scaled by 1/257, the same pixel limit).
 Grayscale, RGBA, palette and 16-bit images are converted. Decoding work is bounded before any
 pixel is decoded: images larger than ``max_pixels`` are refused from their header
 (decompression bombs), and so are JPEGs with more scans than their size justifies (a progressive
@@ -24,10 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emolens.inference.errors import InputError, LimitError
+from emolens.errors import InputError, LimitError
+from emolens.limits import MAX_PIXELS
 
-#: Default pixel limit for one image (50 megapixels); ``EMOLENS_MAX_PIXELS`` overrides it.
-MAX_PIXELS = int(os.environ.get("EMOLENS_MAX_PIXELS", 50_000_000))
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
 IMAGE_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 #: JPEG scans accepted: ``JPEG_SCAN_PIXELS // pixels`` (16 passes over a 25-MP image), clamped
@@ -37,6 +38,9 @@ JPEG_MIN_SCANS = 16
 JPEG_MAX_SCANS = 100
 JPEG_MAX_MARKERS = 4096  # real files have a few dozen segments
 _ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker after a scan's entropy-coded data
+
+#: Changes whenever decoding gives different pixels for the same file; dataset caches are keyed by it.
+DECODER_VERSION = 1
 
 Color = Literal["rgb", "bgr"]
 ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image
@@ -129,9 +133,10 @@ def load_image(image: ImageInput, color: Color = "rgb", max_pixels: int = MAX_PI
     raise InputError(f"{name}: expected a file path, encoded image bytes, a numpy array or a PIL image")
 
 
-def decode(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name: str | None = None
-           ) -> tuple[np.ndarray, str]:
-    """Decode an image file or encoded bytes to RGB uint8 (EXIF rotation applied).
+def decode(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name: str | None = None,
+           *, keep_gray: bool = False) -> tuple[np.ndarray, str]:
+    """Decode an image file or encoded bytes to RGB uint8 (EXIF rotation applied); with
+    ``keep_gray`` a grayscale image stays gray, H×W×1 (dataset readers: no 3× copy of gray faces).
 
     Returns the array and the format (``"JPEG"``, ``"PNG"``, ...). Raises :class:`LimitError`
     over ``max_pixels`` and :class:`InputError` for anything else unusable: missing, empty,
@@ -139,13 +144,13 @@ def decode(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name
     """
     name = name or describe(source)
     if isinstance(source, bytes):
-        return _decode(io.BytesIO(source), len(source), max_pixels, name, source)
+        return _decode(io.BytesIO(source), len(source), max_pixels, name, keep_gray, source)
     try:
         info = os.stat(source)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{name}: not a file; expected an image file")
         with open(source, "rb") as f:
-            return _decode(f, info.st_size, max_pixels, name)
+            return _decode(f, info.st_size, max_pixels, name, keep_gray)
     except InputError:
         raise
     except FileNotFoundError:
@@ -154,7 +159,8 @@ def decode(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name
         raise InputError(f"{name}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _decode(f: IO[bytes], size: int, max_pixels: int, name: str, data: bytes | None = None) -> tuple[np.ndarray, str]:
+def _decode(f: IO[bytes], size: int, max_pixels: int, name: str, keep_gray: bool, data: bytes | None = None
+            ) -> tuple[np.ndarray, str]:
     """Decode the open image file ``f`` (or BytesIO over ``data``, read without copying it)."""
     if size == 0:
         raise InputError(f"{name}: not a readable image: it is empty (0 bytes)")
@@ -168,7 +174,7 @@ def _decode(f: IO[bytes], size: int, max_pixels: int, name: str, data: bytes | N
             with nullcontext(data) if data is not None else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
                 check_jpeg_scans(raw, image.width * image.height, name)
         image.load()
-        return _from_pil(ImageOps.exif_transpose(image), name), fmt
+        return _from_pil(ImageOps.exif_transpose(image), name, keep_gray), fmt
 
 
 @contextmanager
@@ -186,19 +192,22 @@ def _decoding(name: str, fmt: str) -> Iterator[None]:
         raise InputError(f"{name}: not a readable image: truncated or corrupt {fmt} data ({e})") from None
 
 
-def _from_pil(img: Image.Image, name: str) -> np.ndarray:
+def _from_pil(img: Image.Image, name: str, keep_gray: bool = False) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return _from_array(np.asarray(img), "rgb", name, None)
+        return _from_array(np.asarray(img), "rgb", name, None, keep_gray)
+    gray = keep_gray and img.mode in ("L", "LA", "1")
     if img.mode in ("RGBA", "LA", "P", "PA"):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)  # transparent areas become white, not black
+    if gray:
+        return np.ascontiguousarray(np.asarray(img.convert("L"))[:, :, None])
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.ascontiguousarray(np.asarray(img))
 
 
-def _from_array(a: np.ndarray, color: Color, name: str, max_pixels: int | None) -> np.ndarray:
+def _from_array(a: np.ndarray, color: Color, name: str, max_pixels: int | None, keep_gray: bool = False) -> np.ndarray:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
@@ -208,7 +217,7 @@ def _from_array(a: np.ndarray, color: Color, name: str, max_pixels: int | None) 
     if a.dtype != np.uint8:
         a = _to_uint8(a, name)
     if a.ndim == 2:
-        return cv2.cvtColor(a, cv2.COLOR_GRAY2RGB)
+        return np.ascontiguousarray(a[:, :, None]) if keep_gray else cv2.cvtColor(a, cv2.COLOR_GRAY2RGB)
     if a.shape[2] == 4:
         return cv2.cvtColor(a, cv2.COLOR_BGRA2RGB if color == "bgr" else cv2.COLOR_RGBA2RGB)
     if color == "bgr":

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 EMOTIONS: tuple[str, ...] = (
     "neutral",
     "happy",
@@ -147,3 +149,14 @@ def match_classes(model_classes: Sequence[str], data_classes: Sequence[str]) -> 
     d = [canonical(c) for c in data_classes]
     shared = [c for c in d if c in m]
     return shared, [c for c in m if c not in d], [c for c in d if c not in m]
+
+
+def remap(labels: np.ndarray | Sequence[int], source: Sequence[str | None], target: Sequence[str]) -> np.ndarray:
+    """Labels that index ``source`` classes, as int64 indices into ``target`` (matched by name).
+
+    A source class missing from ``target`` (or None: excluded) maps to -1, and so does a label of -1.
+    """
+    index = {c: i for i, c in enumerate(target)}
+    # The trailing -1 is what lookup[-1] finds, so labels already marked -1 stay -1.
+    lookup = np.array([index.get(c, -1) if c is not None else -1 for c in source] + [-1], np.int64)
+    return lookup[np.asarray(labels, np.int64)]

@@ -117,3 +117,27 @@ def muxspace_small() -> Path:
         return [n for members in per.values() for n in members[:6]]
 
     return _extract(SHARED / "datasets" / "muxspace-dev.zip", CACHE / "muxspace-small", pick) / "muxspace-dev"
+
+
+@pytest.fixture(scope="session")
+def utkface_small() -> Path:
+    """UTKFace 64×64 chips (one flat folder, ages in the names): every 50th file, 426 images over all ages."""
+    return _extract(SHARED / "datasets" / "utkface-64.zip", CACHE / "utkface-small", lambda names: names[::50]) / "utkface-64"
+
+
+@pytest.fixture(scope="session")
+def utkface_val_sample() -> Path:
+    """60 UTKFace chips from the validation side of the seeded split of the whole release (the
+    split the bundled age model was selected on, never trained on): the split's order, every 35th."""
+    zip_path = SHARED / "datasets" / "utkface-64.zip"
+
+    def pick(names: list[str]) -> list[str]:
+        import hashlib
+
+        from emolens.data.datasets import UTKFACE_VAL_SHARE, group_split
+
+        with zipfile.ZipFile(zip_path) as zf:
+            digests = [hashlib.sha1(zf.read(n)).hexdigest() for n in names]
+        return [names[i] for i in group_split(digests, UTKFACE_VAL_SHARE, seed=0)["val"][::35]]
+
+    return _extract(zip_path, CACHE / "utkface-val-sample", pick) / "utkface-64"

@@ -8,7 +8,7 @@ import itertools
 import cv2
 import numpy as np
 import pytest
-from test_inference_support import model_path
+from helpers import model_path
 
 from emolens.inference.annotate import annotate, label_text, layout, save_image
 from emolens.inference.recognizer import Recognizer

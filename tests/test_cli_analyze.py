@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from test_inference_support import model_path
+from helpers import model_path
 from typer.testing import CliRunner
 
 from emolens.apps.cli import app

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_inference_support import model_path
+from helpers import model_path
 from typer.testing import CliRunner
 
 from emolens.apps.cli import app
@@ -89,6 +89,20 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
     text = one_line(r.output)
     assert "train --model is deprecated; it is --arch now" in text
     assert f"--out {run_dir} already holds a run: continue it with --resume {run_dir}, or start over with --force" in text
+
+
+def test_a_cuda_run_resumes_on_a_cpu_with_this_machines_device_and_precision():
+    torch = pytest.importorskip("torch")
+    from emolens.apps.cli.train_cmds import _on_this_machine
+    from emolens.training.config import TrainConfig
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    cuda_run = TrainConfig(data="d", out="o", device="cuda:0", amp="fp16").to_dict()
+    assert {k: _on_this_machine(cuda_run, {})[k] for k in ("device", "amp")} == {"device": "auto", "amp": "auto"}
+    assert _on_this_machine(cuda_run, {"device": "cpu"})["amp"] == "auto"
+    cpu_run = TrainConfig(data="d", out="o", device="cpu", amp="bf16").to_dict()
+    assert _on_this_machine(cpu_run, {}) == cpu_run  # same machine: resumed exactly as saved
 
 
 def test_model_messages_name_what_was_given(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from emolens.data import ClassSelection, DatasetWarning, load_arrays, load_dataset
 from emolens.data.cache import cache_path
-from emolens.data.preprocess import resize_to
+from emolens.preprocess import resize_to
 
 
 def test_arrays_match_preprocess(fer_small: Path, tmp_path: Path) -> None:

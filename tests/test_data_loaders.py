@@ -11,7 +11,7 @@ import torch
 from emolens.data import load_arrays, load_dataset
 from emolens.data.augment import BatchAugment
 from emolens.data.loader import ArrayLoader, StreamingLoader
-from emolens.data.preprocess import normalize
+from emolens.preprocess import normalize
 
 
 @pytest.fixture(scope="module")

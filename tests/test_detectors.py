@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from test_inference_support import video_frames
+from helpers import video_frames
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +23,7 @@ from emolens.inference.detectors.blazeface import (
     ssd_anchors,
     weighted_nms,
 )
-from emolens.inference.images import load_image
+from emolens.images import load_image
 
 ALL = ["blazeface", "blazeface-short", "haar", "yunet"]
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app  # noqa: E402
 from emolens.data import load_arrays, load_dataset  # noqa: E402
-from emolens.data.preprocess import CropSpec  # noqa: E402
+from emolens.preprocess import CropSpec  # noqa: E402
 from emolens.evaluation.evaluate import evaluate_model, tta_views  # noqa: E402
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error  # noqa: E402
 from emolens.models import create_model  # noqa: E402
@@ -118,7 +118,8 @@ def test_export_matches_pytorch_on_real_faces(fer_small, tmp_path):
     path, _ = export_onnx(ckpt, tmp_path / "m.onnx", opset=17)
     proto = onnx.load(path)
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["emolens"])
-    assert meta == {"classes": FER, "crop": CropSpec().to_dict(), "model_name": "mini-xception", "temperature": 1.0}
+    assert meta == {"classes": FER, "crop": CropSpec().to_dict(), "model_name": "mini-xception", "temperature": 1.0,
+                    "task": "expression"}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"] and [o.name for o in session.get_outputs()] == ["logits"]
     assert isinstance(session.get_inputs()[0].shape[0], str)  # dynamic batch

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from emolens.inference.errors import InputError
+from emolens.errors import InputError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import analyze_video
 from fuzz_inputs import malformed_images, malformed_videos

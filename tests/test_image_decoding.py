@@ -1,4 +1,4 @@
-"""The one image decoder (emolens.inference.images): bounded work, and an InputError naming the
+"""The one image decoder (emolens.images): bounded work, and an InputError naming the
 input for anything unusable, whatever the caller passes (path, bytes, PIL image, array)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emolens.inference.errors import InputError, LimitError
-from emolens.inference.images import check_jpeg_scans, decode, jpeg_scan_limit, load_image
+from emolens.errors import InputError, LimitError
+from emolens.images import check_jpeg_scans, decode, jpeg_scan_limit, load_image
 from fuzz_inputs import repeated_scans_jpeg
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from test_inference_support import (
+from helpers import (
     FER_CLASSES,
     make_dev_model,
     model_path,
@@ -23,8 +23,8 @@ from test_inference_support import (
 
 import emolens
 from emolens.inference.classifier import EmotionClassifier, list_bundled_models
-from emolens.inference.errors import InputError
-from emolens.inference.images import load_image
+from emolens.errors import InputError
+from emolens.images import load_image
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult
 from emolens.inference.tracking import FaceTracker

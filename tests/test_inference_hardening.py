@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from emolens.inference.detectors import create_detector, list_detectors
-from emolens.inference.errors import LimitError
-from emolens.inference.images import load_image
+from emolens.errors import LimitError
+from emolens.images import load_image
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import analyze_video
 

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from emolens.io import STALE_AFTER_S, TEMP_MARK, atomic_path, clean_stale_temps, write_text
+from emolens.files import STALE_AFTER_S, TEMP_MARK, atomic_path, clean_stale_temps, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 KILLED_WRITER = """
 import sys, time
-from emolens.io import atomic_path
+from emolens.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     tmp.write_bytes(b"half a checkpoint")
     print(tmp, flush=True)

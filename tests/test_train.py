@@ -172,7 +172,7 @@ def test_distributed_two_gloo_processes(fer_small, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "emolens.training", "--data", str(fer_small), "--out", str(out), "--epochs", "1",
+        "-m", "emolens", "train", "--data", str(fer_small), "--out", str(out), "--epochs", "1",
         "--batch-size", "16", "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

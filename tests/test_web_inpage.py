@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 from fastapi.testclient import TestClient  # noqa: E402
-from test_inference_support import video_frames  # noqa: E402
+from helpers import video_frames  # noqa: E402
 from test_web_browser import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, server_url, write_y4m  # noqa: E402, F401
 from typer.testing import CliRunner  # noqa: E402
 
@@ -31,11 +31,11 @@ from emolens.apps.cli import app as cli  # noqa: E402
 from emolens.apps.web.inpage import (BROWSER_DETECTORS, STATIC, browser_detector, export_web,  # noqa: E402
                                      inpage_assets)
 from emolens.apps.web.server import create_app  # noqa: E402
-from emolens.data.preprocess import CropSpec, crop_face  # noqa: E402
+from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 from emolens.inference.classifier import WEIGHTS, EmotionClassifier  # noqa: E402
-from emolens.inference.detectors import box_iou  # noqa: E402
+from emolens.boxes import box_iou  # noqa: E402
 from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector  # noqa: E402
-from emolens.inference.images import load_image  # noqa: E402
+from emolens.images import load_image  # noqa: E402
 from emolens.inference.recognizer import Recognizer  # noqa: E402
 from emolens.inference.tracking import FaceTracker  # noqa: E402
 from emolens.inference.results import FaceResult  # noqa: E402

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from emolens.inference.annotate import save_image
-from emolens.inference.errors import InputError
+from emolens.errors import InputError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.video import analyze_video, is_camera, is_realtime, write_video_outputs

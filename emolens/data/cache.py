@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emolens.data.datasets import DatasetError, DatasetWarning, Split
-from emolens.data.preprocess import resize_to
-from emolens.io import atomic_path
+from emolens.preprocess import resize_to
+from emolens.files import atomic_path
 
 _CACHE_VERSION = 2
 _CHUNK = 256

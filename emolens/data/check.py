@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from emolens.io import atomic_write
+from emolens.files import atomic_write
+from emolens.age import is_age_model
 from emolens.data.datasets import ArraySplit, DatasetWarning, FileSplit, Split, load_dataset
 from emolens.progress import Tracked
 
@@ -171,21 +172,27 @@ def _duplicates_total(items_per_split: dict[str, list[_Item]]) -> dict[str, int]
 
 
 def plot_distribution(report: CheckReport, out: Path) -> Path:
-    """Grouped bar chart of images per class and split, written atomically to ``out`` (PNG)."""
+    """Grouped bar chart of images per class (an age dataset: per year of age) and split, written
+    atomically to ``out`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    age = is_age_model(report.classes)  # an age histogram: one bar per year
     x = np.arange(len(report.classes))
     width = 0.8 / max(1, len(report.splits))
-    fig, ax = plt.subplots(figsize=(max(6, len(report.classes) * 1.1), 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(12 if age else max(6, len(report.classes) * 1.1), 4), layout="constrained")
     for k, (name, split) in enumerate(report.splits.items()):
         ax.bar(x + k * width - 0.4 + width / 2, [split.classes.get(c, 0) for c in report.classes], width, label=name)
-    ax.set_xticks(x, report.classes, rotation=30, ha="right")
+    if age:
+        ax.set_xticks(x[::10], report.classes[::10])
+        ax.set_xlabel(f"age (years; {report.classes[-1]} = {report.classes[-1]} or older)")
+    else:
+        ax.set_xticks(x, report.classes, rotation=30, ha="right")
     ax.set_ylabel("images")
-    ax.set_title(f"class distribution: {Path(report.root).name} ({report.format})")
+    ax.set_title(f"{'age histogram' if age else 'class distribution'}: {Path(report.root).name} ({report.format})")
     ax.legend()
     out = Path(out)
     try:

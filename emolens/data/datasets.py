@@ -10,8 +10,13 @@ Supported layouts (``format=``):
 - ``eval-folder``: ``<class>/`` folders used as one evaluation split ``"eval"`` as they are.
 - ``packed``: an ``.npz`` written by :func:`emolens.data.pack.pack_dataset` — faces already cut
   and sized, with labels and sample keys (a compact copy to train elsewhere, e.g. on a GPU host).
+- ``utkface``: one folder of UTKFace-named face crops (``<age>_<gender>_<race>_<datetime>.jpg``);
+  the classes are the age bins of :mod:`emolens.age`, split here into train/val (seeded, 90/10,
+  byte-identical files kept on one side). ``utkface-eval``: the same folder as one ``"eval"`` split.
 
-Images are decoded with OpenCV into uint8 RGB (H×W×3) or grayscale (H×W×1).
+Image files are decoded by :func:`emolens.images.decode`, the decoder inference uses, into uint8
+RGB (H×W×3) or, for grayscale files, H×W×1; a YOLO box is cut with inference's crop geometry
+(:func:`emolens.preprocess.crop_box`).
 """
 
 from __future__ import annotations
@@ -25,16 +30,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
-from emolens.data.preprocess import crop_box
-from emolens.labels import FER2013_CSV_LABELS, ClassSelection, canonical_or_none
+from emolens.age import AGE_CLASSES, age_bin, parse_utkface_name
+from emolens.boxes import from_yolo
+from emolens.errors import DatasetError, DatasetWarning, ImageReadError, InputError
+from emolens.images import DECODER_VERSION, IMAGE_SUFFIXES, decode
+from emolens.labels import FER2013_CSV_LABELS, ClassSelection, canonical_or_none, remap
+from emolens.preprocess import crop_box
 
-FORMATS: tuple[str, ...] = ("split-folders", "fer2013-csv", "yolo", "class-folders", "eval-folder", "packed")
+FORMATS: tuple[str, ...] = (
+    "split-folders", "fer2013-csv", "yolo", "class-folders", "eval-folder", "packed", "utkface", "utkface-eval",
+)
+UTKFACE_VAL_SHARE = 0.1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Dataset image files: the decoder's suffixes but .gif, .ppm and .pgm, which datasets do not ship.
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES - {".gif", ".ppm", ".pgm"}
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -55,41 +67,18 @@ _LAYOUTS_HELP = (
 )
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be read as asked: the message names the file and what was expected."""
-
-
-class ImageReadError(DatasetError):
-    """An image file that cannot be read or decoded."""
-
-
-class DatasetWarning(UserWarning):
-    """Something skipped while reading a dataset (counted and named, never silent)."""
-
-
 def canonical_split(name: str) -> str | None:
     """Canonical split name ("train", "val", "test", "eval") for a folder/alias, or None."""
     return _SPLIT_ALIASES.get(name.strip().lower())
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode an image file into uint8 RGB H×W×3 or grayscale H×W×1; ImageReadError names the file."""
+    """Decode a dataset image file with :func:`emolens.images.decode` into uint8 RGB H×W×3 (a
+    grayscale file: H×W×1); ImageReadError names the file."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot read image file ({e.strerror or e})") from e
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ImageReadError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageReadError(f"{path}: unsupported pixel type {image.dtype}, expected 8 or 16 bit")
-    if image.ndim == 2:
-        return image[:, :, None]
-    if image.shape[2] == 1:
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        return decode(path, keep_gray=True)[0]
+    except InputError as e:
+        raise ImageReadError(str(e)) from None
 
 
 @dataclass(eq=False)
@@ -144,6 +133,7 @@ class FileSplit(Split):
     paths: list[Path] = field(default_factory=list)
     boxes: np.ndarray | None = None
     box_margin: float = 0.0
+    box_square: bool = True  # boxes are squared about their centre, as inference does (CropSpec.square)
     root: Path | None = None  # keys are paths relative to it
     box_lines: np.ndarray | None = None  # each box's line in its YOLO label file
 
@@ -151,11 +141,9 @@ class FileSplit(Split):
         image = read_image(self.paths[i])
         if self.boxes is None:
             return image
-        xc, yc, w, h = self.boxes[i].tolist()
-        ih, iw = image.shape[:2]
-        box = ((xc - w / 2) * iw, (yc - h / 2) * ih, (xc + w / 2) * iw, (yc + h / 2) * ih)
+        box = from_yolo(*self.boxes[i].tolist(), image.shape[1], image.shape[0])
         try:
-            return crop_box(image, box, self.box_margin)
+            return crop_box(image, box, self.box_margin, self.box_square)
         except ValueError as e:
             raise DatasetError(f"{self.paths[i]}: {e}") from e
 
@@ -168,7 +156,7 @@ class FileSplit(Split):
         return rel if self.box_lines is None else f"{rel}#{int(self.box_lines[i])}"
 
     def _sources(self) -> Iterator[bytes]:
-        yield repr(self.box_margin).encode()
+        yield repr((DECODER_VERSION, self.box_margin, self.box_square)).encode()
         if self.boxes is not None:
             yield np.ascontiguousarray(self.boxes, dtype=np.float32).tobytes()
         for p in self.paths:
@@ -247,11 +235,13 @@ def load_dataset(
     split_ratios: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     box_margin: float = 0.0,
+    box_square: bool = True,
 ) -> Dataset:
     """Read a dataset in any supported layout (auto-detected unless ``format`` is given).
 
     ``selection`` keeps/drops/merges classes and relabels; ``split_ratios`` and ``seed`` drive the
-    stratified split of a ``class-folders`` dataset; ``box_margin`` widens YOLO boxes per side.
+    stratified split of a ``class-folders`` dataset; ``box_margin`` widens YOLO boxes per side and
+    ``box_square`` squares them (a model's ``CropSpec.margin`` and ``.square``, as at inference).
     Skipped samples are reported as :class:`DatasetWarning` and listed in ``Dataset.warnings``.
     """
     path = Path(path).expanduser()
@@ -269,7 +259,9 @@ def load_dataset(
     elif fmt == "fer2013-csv":
         classes, splits = _read_csv(_csv_file(path), issues)
     elif fmt == "yolo":
-        classes, splits = _read_yolo(path, box_margin, issues)
+        classes, splits = _read_yolo(path, box_margin, box_square, issues)
+    elif fmt in ("utkface", "utkface-eval"):
+        classes, splits = _read_utkface(path, fmt == "utkface-eval", seed, issues)
     else:
         files = _class_folders(path)
         classes = sorted(files)
@@ -307,6 +299,8 @@ def detect_format(path: Path) -> str:
     subdirs = _subdirs(path)
     if any(canonical_or_none(d.name) for d in subdirs):
         return "class-folders"
+    if not subdirs and any(parse_utkface_name(p.name) for p in _images_in(path)[:20]):
+        return "utkface"
     if _csv_candidates(path):
         return "fer2013-csv"
     found = ", ".join(d.name for d in subdirs[:10]) or "no subfolders"
@@ -474,7 +468,7 @@ def _read_csv(path: Path, issues: list[str]) -> tuple[list[str], dict[str, Split
     return classes, splits
 
 
-def _read_yolo(path: Path, box_margin: float, issues: list[str]) -> tuple[list[str], dict[str, Split]]:
+def _read_yolo(path: Path, box_margin: float, box_square: bool, issues: list[str]) -> tuple[list[str], dict[str, Split]]:
     yaml_path = path if path.is_file() else path / "data.yaml"
     root = yaml_path.parent
     try:
@@ -510,12 +504,12 @@ def _read_yolo(path: Path, box_margin: float, issues: list[str]) -> tuple[list[s
         raise DatasetError(
             f"{yaml_path}: no split folders; expected train/images and valid/images (or train:/val: in the yaml)"
         )
-    splits = {name: _yolo_split(name, classes, d, box_margin, issues, root) for name, d in images_dirs.items()}
+    splits = {name: _yolo_split(name, classes, d, box_margin, box_square, issues, root) for name, d in images_dirs.items()}
     return classes, splits
 
 
 def _yolo_split(
-    name: str, classes: list[str], images_dir: Path, box_margin: float, issues: list[str], root: Path
+    name: str, classes: list[str], images_dir: Path, box_margin: float, box_square: bool, issues: list[str], root: Path
 ) -> FileSplit:
     labels_dir = images_dir.parent / "labels" if images_dir.name == "images" else images_dir
     images = {p.stem: p for p in _images_in(images_dir)}
@@ -561,9 +555,62 @@ def _yolo_split(
         paths=paths,
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         box_margin=box_margin,
+        box_square=box_square,
         root=root,
         box_lines=np.asarray(lines_of_boxes, np.int64),
     )
+
+
+def _read_utkface(path: Path, whole: bool, seed: int, issues: list[str]) -> tuple[list[str], dict[str, Split]]:
+    """A folder of UTKFace-named images: age-bin labels, split into train/val by :func:`group_split`."""
+    if not path.is_dir():
+        raise DatasetError(f"{path}: expected a folder of UTKFace images named <age>_<gender>_<race>_<datetime>.jpg")
+    paths, ages, bad = [], [], []
+    for p in _images_in(path):
+        parsed = parse_utkface_name(p.name)
+        if parsed is None:
+            bad.append(p.name)
+        else:
+            paths.append(p)
+            ages.append(parsed[0])
+    if bad:
+        _warn(issues, f"{path}: skipped {len(bad)} file(s) not named <age>_<gender>_<race>_<datetime>: {_first(bad)}")
+    if not paths:
+        raise DatasetError(f"{path}: no UTKFace images; expected files named <age>_<gender>_<race>_<datetime>.jpg")
+    classes = list(AGE_CLASSES)
+    labels = age_bin(ages)
+    if whole:
+        return classes, {"eval": FileSplit("eval", classes, labels, paths=paths, root=path)}
+    parts = group_split([_file_digest(p) for p in paths], UTKFACE_VAL_SHARE, seed)
+    return classes, {
+        name: FileSplit(name, classes, labels[idx], paths=[paths[i] for i in idx], root=path) for name, idx in parts.items()
+    }
+
+
+def group_split(digests: Sequence[str], val_share: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded train/val indices in which samples with the same digest (byte-identical files) land
+    on the same side; whole groups are drawn for "val" until ``val_share`` of the samples is reached."""
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(digests):
+        groups.setdefault(d, []).append(i)
+    order = sorted(groups)
+    rng = np.random.default_rng(seed)
+    target, taken, val = round(val_share * len(digests)), 0, []
+    for k in rng.permutation(len(order)):
+        if taken >= target:
+            break
+        val += groups[order[k]]
+        taken += len(groups[order[k]])
+    is_val = np.zeros(len(digests), bool)
+    is_val[val] = True
+    return {"train": np.flatnonzero(~is_val), "val": np.flatnonzero(is_val)}
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read image file ({e.strerror or e})") from e
 
 
 def _read_packed(path: Path) -> tuple[str, list[str], dict[str, Split]]:
@@ -596,10 +643,10 @@ def _apply_selection(
     classes: list[str], splits: dict[str, Split], selection: ClassSelection
 ) -> tuple[list[str], dict[str, Split]]:
     new_classes, mapping = selection.apply(classes)
-    lookup = np.array([new_classes.index(t) if (t := mapping[c]) is not None else -1 for c in classes], np.int64)
+    targets = [mapping[c] for c in classes]
     out = {}
     for name, split in splits.items():
-        relabelled = lookup[split.labels]
+        relabelled = remap(split.labels, targets, new_classes)
         keep = np.flatnonzero(relabelled >= 0)
         out[name] = split.take(keep, new_classes, relabelled[keep])
     return new_classes, out

@@ -2,7 +2,7 @@
 
 Both loaders shuffle deterministically per epoch (``seed`` + ``set_epoch``), shard across DDP
 ranks like ``DistributedSampler`` (every rank gets the same number of batches), normalise exactly
-like :func:`emolens.data.preprocess.normalize` and augment whole batches on ``device``.
+like :func:`emolens.preprocess.normalize` and augment whole batches on ``device``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from emolens.data.datasets import DatasetError, DatasetWarning, Split
-from emolens.data.preprocess import MEAN, STD, resize_to
+from emolens.preprocess import MEAN, STD, resize_to
 from emolens.data.sources import epoch_indices
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
-from emolens.io import atomic_path
+from emolens.files import atomic_path
 from emolens.labels import ClassSelection
 
 

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from emolens.age import age_metrics, expected_age, is_age_model, parse_utkface_name
+from emolens.boxes import box_iou, from_yolo
 from emolens.data import load_arrays, load_dataset
-from emolens.data.preprocess import crop_face, resize_to
-from emolens.io import write_json
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error, fit_temperature, rescale
-from emolens.evaluation.plots import plot_confusion_matrix
-from emolens.evaluation.predictors import Predictor, load_predictor
-from emolens.labels import match_classes
+from emolens.evaluation.plots import plot_age_scatter, plot_confusion_matrix
+from emolens.evaluation.predictors import load_predictor
+from emolens.files import write_json
+from emolens.labels import match_classes, remap
+from emolens.predictor import Predictor
+from emolens.preprocess import crop_face, resize_to
 
 TTA_MODES = ("none", "flip", "tencrop")
 DEFAULT_SPLITS = ("test", "val", "eval")
@@ -75,7 +78,7 @@ def _detected_faces(split, predictor: Predictor, detector: str, align: bool = Fa
     """End-to-end: find the face in each full photo with the inference detector (the one that
     matches a labelled box best, else the largest), levelled by its eyes with ``align``; photos
     without one are marked missing."""
-    from emolens.data.datasets import read_image
+    from emolens.images import load_image
     from emolens.inference.detectors import create_detector
     from emolens.progress import Tracked
 
@@ -88,14 +91,11 @@ def _detected_faces(split, predictor: Predictor, detector: str, align: bool = Fa
     faces = np.zeros((len(paths), spec.size, spec.size, spec.channels), np.uint8)
     missing = np.zeros(len(paths), bool)
     for i, path in enumerate(Tracked(paths, f"detecting faces ({split.name})")):
-        image = read_image(path)
-        rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+        rgb = load_image(path)  # the pixels `emolens analyze` sees
         found = det.detect(rgb)
         if boxes is not None and found:
-            h, w = rgb.shape[:2]
-            xc, yc, bw, bh = boxes[i]
-            truth = np.array([(xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h])
-            ious = [_iou(np.asarray(d.box, float), truth) for d in found]
+            truth = from_yolo(*boxes[i].tolist(), rgb.shape[1], rgb.shape[0])
+            ious = [box_iou(d.box, truth) for d in found]
             found = [found[int(np.argmax(ious))]] if max(ious) >= MIN_IOU else []
         if not found:
             missing[i] = True
@@ -120,10 +120,30 @@ def _votes_accuracy(probs: np.ndarray, classes: list[str], keys: np.ndarray, vot
     return float((pred[has] == truth[has]).mean()), int(has.sum())
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+def evaluate_age(predictor: Predictor, samples: Samples, out_dir: str | Path, *, tta: str = "none",
+                 batch_size: int = 64, log: Log = print, report: dict | None = None) -> dict:
+    """Score an age model on faces whose keys are UTKFace file names (true age, gender, race):
+    MAE, CS(5), bias, per age band and per gender/race group (:func:`emolens.age.age_metrics`);
+    writes ``metrics.json`` and ``age_scatter.png`` (predicted against true age) to ``out_dir``."""
+    parsed = [parse_utkface_name(Path(str(k)).name) for k in samples.keys]
+    unnamed = [str(k) for k, p in zip(samples.keys, parsed) if p is None]
+    if unnamed:
+        raise ValueError(f"{unnamed[0]}: age evaluation needs UTKFace-named images (<age>_<gender>_<race>_<datetime>.jpg); "
+                         f"{len(unnamed)} of {len(parsed)} are not")
+    found = ~samples.missing
+    true = np.array([p[0] for p in parsed], np.float64)[found]
+    groups = {"gender": np.array([p[1] for p in parsed])[found], "race": np.array([p[2] for p in parsed])[found]}
+    pred = expected_age(predict_tta(predictor, samples.faces[found], tta, batch_size), predictor.classes)
+    out = {"task": "age", **age_metrics(true, pred, groups), **(report or {}),
+           "skipped": {"no_face_found": int(samples.missing.sum())}}
+    if tta != "none":
+        plain = expected_age(predictor.predict_proba(samples.faces[found], batch_size), predictor.classes)
+        out["mae_without_tta"] = float(np.abs(plain - true).mean()) if len(true) else None
+    log(f"age: MAE {out['mae']:.2f} years, CS(5) {out['cs5']:.3f}, bias {out['bias']:+.2f} on {out['n']} faces")
+    path = Path(out_dir)
+    write_json(path / "metrics.json", out)
+    plot_age_scatter(true, pred, path / "age_scatter.png", title=f"{predictor.model_name}: MAE {out['mae']:.2f} years")
+    return out
 
 
 def evaluate_model(
@@ -144,7 +164,8 @@ def evaluate_model(
     log: Log = print,
 ) -> dict:
     """Evaluate ``model`` (run folder, .pt, .onnx or bundled name) on a split of ``data``; writes
-    ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir`` and returns the report.
+    ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir`` and returns the report. An age
+    model is scored by :func:`evaluate_age` instead (``metrics.json`` and ``age_scatter.png``).
 
     With ``votes`` (a FER+-style votes CSV for the dataset's images), the report also holds
     ``votes_accuracy``: agreement with each image's single most-voted class (ties and images
@@ -152,11 +173,18 @@ def evaluate_model(
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     predictor = load_predictor(model, device)
-    dataset = load_dataset(data, format=format, box_margin=predictor.crop.margin)
+    dataset = load_dataset(data, format=format, box_margin=predictor.crop.margin, box_square=predictor.crop.square)
     split_name = split or next((s for s in DEFAULT_SPLITS if s in dataset.splits), None)
     if split_name is None:
         raise ValueError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")
     data_split = dataset.split(split_name)
+    if is_age_model(predictor.classes):
+        samples = (_detected_faces(data_split, predictor, detector, align) if detect
+                   else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None))
+        return evaluate_age(predictor, samples, out_dir, tta=tta, batch_size=batch_size, log=log, report={
+            "model": str(model), "model_name": predictor.model_name, "data": str(data), "split": data_split.name,
+            "tta": tta, "detect": detect, "align": align,
+        })
     shared, only_model, only_data = match_classes(predictor.classes, dataset.classes)
     if not shared:
         raise ValueError(
@@ -167,8 +195,7 @@ def evaluate_model(
         if detect
         else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None)
     )
-    data_to_shared = np.array([shared.index(c) if c in shared else -1 for c in dataset.classes])
-    y_all = data_to_shared[samples.labels]
+    y_all = remap(samples.labels, dataset.classes, shared)
     keep = y_all >= 0
     counts = np.bincount(samples.labels, minlength=len(dataset.classes))
     left_out = {c: int(counts[i]) for i, c in enumerate(dataset.classes) if c in only_data and counts[i]}

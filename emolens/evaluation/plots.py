@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the headless backend)
 import numpy as np  # noqa: E402
 
-from emolens.io import atomic_write  # noqa: E402
+from emolens.files import atomic_write  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -22,14 +22,21 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Train/validation accuracy and loss per epoch (rows with keys epoch, train_*, val_*)."""
+    """Train/validation accuracy and loss per epoch (rows with keys epoch, train_*, val_*); an age
+    run (rows with ``val_mae``) gets a third panel with the validation MAE."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    age = "val_mae" in history[0]
+    fig, axes = plt.subplots(1, 3 if age else 2, figsize=(15 if age else 10, 4))
+    if age:
+        axes[2].plot(epochs, [row["val_mae"] for row in history], marker="o", ms=3, label="val")
+        axes[2].set(xlabel="epoch", title="age MAE (years)")
+        axes[2].grid(alpha=0.3)
+        axes[2].legend()
     for ax, metric in zip(axes, ("acc", "loss")):
         for split in ("train", "val"):
             ax.plot(epochs, [row[f"{split}_{metric}"] for row in history], marker="o", ms=3, label=split)
         ax.set_xlabel("epoch")
-        ax.set_title("accuracy" if metric == "acc" else "loss")
+        ax.set_title(("accuracy (age: exact bin / val CS(5))" if age else "accuracy") if metric == "acc" else "loss")
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
@@ -56,4 +63,18 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
                 ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=8,
                         color="white" if data[i, j] > threshold else "black")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_age_scatter(true: np.ndarray, pred: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Predicted against true age (one dot per face, the diagonal, and ±5 years)."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    top = float(max(np.max(true, initial=1), np.max(pred, initial=1))) + 5
+    ax.scatter(true, pred, s=4, alpha=0.35)
+    ax.plot([0, top], [0, top], color="black", lw=1, label="predicted = true")
+    for d in (-5, 5):
+        ax.plot([0, top], [d, top + d], color="gray", lw=0.8, ls="--", label="±5 years" if d > 0 else None)
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true age (years)", ylabel="predicted age (years)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
     return _save(fig, path)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from emolens.inference.results import FaceResult
-from emolens.io import atomic_path
+from emolens.files import atomic_path
 
 #: BGR colour per canonical emotion.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -99,8 +99,9 @@ def _leader(img: np.ndarray, rect: Rect, box: Rect, color: tuple[int, int, int])
 
 
 def label_text(face: FaceResult) -> str:
-    """``#id emotion 87%`` (without ``#id`` when the face has none)."""
-    text = f"{face.emotion} {face.confidence:.0%}"
+    """``#id emotion 87% · 34 y`` (without ``#id`` when the face has none, without the age when
+    it was not estimated)."""
+    text = f"{face.emotion} {face.confidence:.0%}" + ("" if face.age is None else f" · {face.age:.0f} y")
     return text if face.face_id is None else f"#{face.face_id} {text}"
 
 

@@ -13,17 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.data.preprocess import CropSpec, crop_face, normalize, prepare
+from emolens.age import bin_centers
 from emolens.inference.runtime import create_session
 from emolens.labels import canonical
+from emolens.predictor import predict_in_batches
+from emolens.preprocess import CropSpec, crop_face
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_MODEL = "mixed8"
+#: Bundled models of face attributes other than the expression (see :class:`AgeEstimator`).
+ATTRIBUTE_MODELS: tuple[str, ...] = ("age",)
 
 
 def list_bundled_models() -> list[str]:
-    """Names of the models shipped in ``emolens/weights`` (``default`` means ``mixed8``)."""
-    return sorted(p.stem for p in WEIGHTS.glob("*.onnx"))
+    """Names of the expression models shipped in ``emolens/weights`` (``default`` means ``mixed8``)."""
+    return sorted(p.stem for p in WEIGHTS.glob("*.onnx") if p.stem not in ATTRIBUTE_MODELS)
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -56,7 +60,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 class EmotionClassifier:
-    """An ONNX emotion model: uint8 face crops in, class probabilities out."""
+    """An ONNX emotion model: uint8 face crops in, class probabilities out (a :class:`emolens.predictor.Predictor`)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -65,7 +69,8 @@ class EmotionClassifier:
         if "emolens" not in meta:
             raise ValueError(f"{self.path}: no 'emolens' metadata (classes, crop); export it with emolens")
         info = json.loads(meta["emolens"])
-        self.classes: tuple[str, ...] = tuple(canonical(c) for c in info["classes"])
+        self.task: str = info.get("task", "expression")
+        self.classes: tuple[str, ...] = tuple(canonical(c) if self.task == "expression" else c for c in info["classes"])
         self.crop: CropSpec = CropSpec.from_dict(info.get("crop", {}))
         self.model_name: str = info.get("model_name", self.path.stem)
         self.temperature: float = float(info.get("temperature", 1.0))
@@ -84,23 +89,10 @@ class EmotionClassifier:
 
         Crops not already ``crop.size`` square with ``crop.channels`` channels are resized/converted.
         """
-        faces = np.asarray(faces)
-        if faces.ndim == 3:
-            faces = faces[None]
-        n = len(faces)
-        if n == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        spec = self.crop
-        if faces.shape[1:] != (spec.size, spec.size, spec.channels):
-            faces = np.stack([prepare(f, spec) for f in faces])
-        out = []
-        for start in range(0, n, batch_size):
-            logits = self.session.run(None, {self._input: normalize(faces[start:start + batch_size])})[0]
-            z = logits.astype(np.float32) / self.temperature
-            z -= z.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            out.append(e / e.sum(axis=1, keepdims=True))
-        return np.concatenate(out)
+        return predict_in_batches(self._logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: x})[0]
 
     def crops(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Model-ready uint8 crops (N×S×S×C) of ``boxes`` in an RGB image."""
@@ -112,3 +104,30 @@ class EmotionClassifier:
     def classify_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Probabilities (N×K) of the faces at pixel ``boxes`` (x1, y1, x2, y2) in an RGB image."""
         return self.predict_proba(self.crops(image_rgb, boxes))
+
+
+class AgeEstimator(EmotionClassifier):
+    """An ONNX age model (metadata ``task: age``): uint8 face crops in, apparent age in years out —
+    the expectation of its softmax over one-year bins (:mod:`emolens.age`)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        if self.task != "age":
+            raise ValueError(f"{self.path}: an {self.task} model, not an age model (train one with --task age)")
+        self._centers = bin_centers(self.classes)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "age") -> AgeEstimator:
+        """The bundled age model (``age``) or an age .onnx file by path."""
+        return cls(resolve_model(name_or_path))
+
+    def __repr__(self) -> str:
+        return f"AgeEstimator({self.path.name}, {self.model_name})"
+
+    def predict_ages(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Ages in years (float32 N) of uint8 N×H×W×C face crops."""
+        return self.predict_proba(faces, batch_size) @ self._centers
+
+    def estimate_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
+        """Ages (N) of the faces at pixel ``boxes`` in an RGB image, cut with this model's crop spec."""
+        return self.predict_ages(self.crops(image_rgb, boxes))

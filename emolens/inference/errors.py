@@ -1,11 +1,5 @@
-"""Errors raised for inputs emolens cannot use (files, arrays, videos, cameras)."""
+"""Re-export of :mod:`emolens.errors` (kept while callers move to the ground-floor module)."""
 
-from __future__ import annotations
+from emolens.errors import InputError, LimitError
 
-
-class InputError(ValueError):
-    """An input that cannot be analysed; the message names the input and what was expected."""
-
-
-class LimitError(InputError):
-    """An input over a configured size limit (pixels of an image or video frame)."""
+__all__ = ["InputError", "LimitError"]

@@ -15,11 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from emolens.inference.classifier import EmotionClassifier
+from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.detectors import DEFAULT_STREAM_DETECTOR, Detection, Detector, create_detector
-from emolens.inference.images import MAX_PIXELS, Color, ImageInput, describe, load_image
+from emolens.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.results import FaceResult, ImageResult
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker, check_smoothing
+
+
+#: Optional per-face attributes (``Recognizer(attributes=...)``).
+ATTRIBUTES: tuple[str, ...] = ("age",)
 
 
 class Recognizer:
@@ -32,11 +36,24 @@ class Recognizer:
     frames (:meth:`detect` with ``stream=True``); any other choice serves both. ``smoothing``:
     per-face exponential smoothing for video and live streams (0 = off; still images are never
     smoothed); ``max_pixels``: largest image accepted (decompression-bomb guard).
+    ``attributes``: more per-face estimates, opt-in — ``("age",)`` adds ``FaceResult.age`` (apparent
+    age in years) from ``age_model`` (bundled ``age``, an .onnx path or an :class:`AgeEstimator`);
+    nothing is loaded or run for an attribute that is off.
     """
 
     def __init__(self, model: str | Path | EmotionClassifier = "default", detector: str | Detector | None = "default",
-                 smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS, **detector_opts: Any):
+                 smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS,
+                 attributes: Sequence[str] = (), age_model: str | Path | AgeEstimator = "age", **detector_opts: Any):
+        unknown = sorted(set(attributes) - set(ATTRIBUTES))
+        if unknown:
+            raise ValueError(f"unknown face attribute(s) {', '.join(unknown)}: expected some of {', '.join(ATTRIBUTES)}")
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
+        if self.classifier.task != "expression":
+            raise ValueError(f"{self.classifier.path}: an {self.classifier.task} model, not an expression model "
+                             f"(age is an attribute: Recognizer(attributes=('age',)), --age in the CLI)")
+        self.age: AgeEstimator | None = None
+        if "age" in attributes:
+            self.age = age_model if isinstance(age_model, AgeEstimator) else AgeEstimator.load(age_model)
         if detector is None or isinstance(detector, str):
             self.detector = create_detector(detector, **detector_opts)
             default = detector == "default" and not detector_opts
@@ -70,12 +87,15 @@ class Recognizer:
 
     def classify(self, image_rgb: np.ndarray, detections: Sequence[Detection]) -> list[FaceResult]:
         """Emotion probabilities for already-found faces; ``face_id`` is each face's index."""
-        probs = self.classifier.classify_faces(image_rgb, [d.box for d in detections])
-        return self._faces(detections, probs)
+        boxes = [d.box for d in detections]
+        probs = self.classifier.classify_faces(image_rgb, boxes)
+        ages = self.age.estimate_faces(image_rgb, boxes) if self.age is not None else None
+        return self._faces(detections, probs, ages)
 
-    def _faces(self, detections: Sequence[Detection], probs: np.ndarray) -> list[FaceResult]:
+    def _faces(self, detections: Sequence[Detection], probs: np.ndarray, ages: np.ndarray | None = None
+               ) -> list[FaceResult]:
         return [FaceResult(d.box, d.score, dict(zip(self.classes, map(float, p), strict=True)), i, d.landmarks,
-                           d.landmark_names)
+                           d.landmark_names, None if ages is None else float(ages[i]))
                 for i, (d, p) in enumerate(zip(detections, probs, strict=True))]
 
     def analyze(self, image: ImageInput, color: Color = "rgb", stream: bool = False) -> ImageResult:
@@ -84,7 +104,7 @@ class Recognizer:
         ``image``: a path, a PIL image, or a uint8 (or 16-bit/float) numpy array whose channel order
         is ``color`` — "rgb" by default (emolens' convention); pass ``color="bgr"`` for OpenCV frames.
         ``stream=True`` marks a video frame (see :meth:`detect`).
-        Raises :class:`~emolens.inference.errors.InputError` for an unusable input.
+        Raises :class:`~emolens.errors.InputError` for an unusable input.
         """
         rgb = load_image(image, color, self.max_pixels)
         h, w = rgb.shape[:2]
@@ -105,9 +125,13 @@ class Recognizer:
         detections = [self.detect(rgb) for rgb in rgbs]
         crops = [self.classifier.crops(rgb, [d.box for d in dets]) for rgb, dets in zip(rgbs, detections, strict=True)]
         probs = self.classifier.predict_proba(np.concatenate(crops), batch_size=batch_size)
+        ages = None
+        if self.age is not None:
+            age_crops = [self.age.crops(rgb, [d.box for d in dets]) for rgb, dets in zip(rgbs, detections, strict=True)]
+            ages = self.age.predict_ages(np.concatenate(age_crops), batch_size=batch_size)
         results, start = [], 0
         for name, rgb, dets in zip(names, rgbs, detections, strict=True):
-            faces = self._faces(dets, probs[start:start + len(dets)])
+            faces = self._faces(dets, probs[start:start + len(dets)], None if ages is None else ages[start:start + len(dets)])
             results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], faces))
             start += len(dets)
         return results

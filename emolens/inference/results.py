@@ -21,7 +21,8 @@ def _pandas() -> Any:
 class FaceResult:
     """One face: pixel box (x1, y1, x2, y2), detection score, emotion probabilities, an id (the
     face's index in a still image, its track id in a video), and the detector's landmarks when it
-    gives them (K×2 pixel x, y named by ``landmark_names``; see ``emolens.inference.detectors``)."""
+    gives them (K×2 pixel x, y named by ``landmark_names``; see ``emolens.inference.detectors``),
+    and the apparent age in years when age estimation is on (None otherwise)."""
 
     box: tuple[int, int, int, int]
     score: float
@@ -29,6 +30,7 @@ class FaceResult:
     face_id: int | None = None
     landmarks: np.ndarray | None = field(default=None, repr=False)
     landmark_names: tuple[str, ...] = ()
+    age: float | None = None
 
     @property
     def emotion(self) -> str:
@@ -39,13 +41,14 @@ class FaceResult:
         return self.probabilities[self.emotion]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``landmarks`` maps each landmark name to [x, y] (null without landmarks)."""
+        """JSON-ready: ``landmarks`` maps each landmark name to [x, y] (null without landmarks);
+        ``age`` (years, one decimal) only when age estimation is on."""
         x1, y1, x2, y2 = self.box
         landmarks = None
         if self.landmarks is not None:
             landmarks = {n: [round(float(x), 1), round(float(y), 1)]
                          for n, (x, y) in zip(self.landmark_names, self.landmarks, strict=True)}
-        return {
+        out = {
             "face_id": self.face_id,
             "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
             "score": round(float(self.score), 4),
@@ -54,6 +57,9 @@ class FaceResult:
             "probabilities": {k: round(float(v), 4) for k, v in self.probabilities.items()},
             "landmarks": landmarks,
         }
+        if self.age is not None:
+            out["age"] = round(float(self.age), 1)
+        return out
 
 
 @dataclass
@@ -79,7 +85,7 @@ class ImageResult:
         for f in self.faces:
             d = f.to_dict()
             row = {"source": self.source, "face_id": d["face_id"], **d["box"], "score": d["score"],
-                   "emotion": d["emotion"], "confidence": d["confidence"]}
+                   "emotion": d["emotion"], "confidence": d["confidence"], **({"age": d["age"]} if "age" in d else {})}
             row.update({f"p_{k}": v for k, v in d["probabilities"].items()})
             rows.append(row)
         return rows
@@ -94,7 +100,7 @@ class VideoResult:
     """A video or camera stream: one timeline row per face per analysed frame.
 
     Timeline rows are flat dicts: ``time_s``, ``frame``, ``face_id``, box ``x1..y2``, ``score``,
-    ``emotion``, ``confidence`` and ``p_<class>`` for every class.
+    ``emotion``, ``confidence``, ``age`` (when age estimation is on) and ``p_<class>`` for every class.
     """
 
     source: str
@@ -120,7 +126,7 @@ class VideoResult:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per face: frames seen, seconds, share of frames in each top emotion, dominant emotion,
-        and mean probabilities."""
+        mean probabilities, and (with age estimation) ``median_age`` over its frames."""
         out = []
         for face_id in sorted({r["face_id"] for r in self.timeline}, key=lambda v: (v is None, v)):
             rows = [r for r in self.timeline if r["face_id"] == face_id]
@@ -134,6 +140,9 @@ class VideoResult:
                 "share": {c: round(v, 4) for c, v in share.items()},
                 "mean_probabilities": {c: round(sum(r[f"p_{c}"] for r in rows) / len(rows), 4) for c in self.classes},
             })
+            ages = [r["age"] for r in rows if "age" in r]
+            if ages:
+                out[-1]["median_age"] = round(float(np.median(ages)), 1)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +155,10 @@ class VideoResult:
 
     def to_dataframe(self) -> Any:
         """The timeline as a pandas DataFrame (the ``[pandas]`` extra)."""
-        columns = ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence",
-                   *(f"p_{c}" for c in self.classes)]
-        return _pandas().DataFrame(self.timeline, columns=columns)
+        return _pandas().DataFrame(self.timeline, columns=self.columns())
+
+    def columns(self) -> list[str]:
+        """The timeline's columns in order (``age`` only when the rows carry it)."""
+        age = ["age"] if any("age" in r for r in self.timeline) else []
+        return ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence", *age,
+                *(f"p_{c}" for c in self.classes)]

@@ -1,6 +1,6 @@
 """Stable face ids across frames (greedy IoU matching, centroid fallback) and per-face smoothing.
 
-Smoothing is an exponential moving average of each track's probabilities:
+Smoothing is an exponential moving average of each track's probabilities (and age, when estimated):
 ``p ← smoothing·p_previous + (1 − smoothing)·p_new``; ``smoothing=0`` turns it off.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from emolens.inference.detectors import iou_matrix
+from emolens.boxes import iou_matrix
 from emolens.inference.results import FaceResult
 
 #: Default smoothing for video and live streams (still images are never smoothed).
@@ -29,6 +29,7 @@ class Track:
     box: tuple[int, int, int, int]
     probabilities: dict[str, float]
     missed: int = 0
+    age: float | None = None
 
 
 class FaceTracker:
@@ -54,15 +55,18 @@ class FaceTracker:
         for i, face in enumerate(faces):
             track = pairs.get(i)
             if track is None:
-                track = Track(self._next_id, face.box, dict(face.probabilities))
+                track = Track(self._next_id, face.box, dict(face.probabilities), age=face.age)
                 self._next_id += 1
                 self.tracks.append(track)
             else:
                 s = self.smoothing
                 track.probabilities = {k: s * track.probabilities.get(k, v) + (1 - s) * v
                                        for k, v in face.probabilities.items()}
+                if face.age is not None:
+                    track.age = face.age if track.age is None else s * track.age + (1 - s) * face.age
                 track.box, track.missed = face.box, 0
-            out.append(replace(face, probabilities=dict(track.probabilities), face_id=track.face_id))
+            out.append(replace(face, probabilities=dict(track.probabilities), face_id=track.face_id,
+                               age=None if face.age is None else track.age))
         seen = {id(t) for t in pairs.values()}
         for t in self.tracks:
             if id(t) not in seen:

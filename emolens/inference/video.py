@@ -25,9 +25,9 @@ import numpy as np
 
 from emolens.inference.annotate import annotate, draw_fps
 from emolens.inference.detectors import Detection
-from emolens.inference.errors import InputError
-from emolens.inference.images import check_pixels
-from emolens.io import atomic_path, write_text
+from emolens.errors import InputError
+from emolens.images import check_pixels
+from emolens.files import atomic_path, write_text
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 
@@ -384,22 +384,19 @@ def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
     return buf.getvalue()
 
 
-def timeline_columns(classes: tuple[str, ...]) -> list[str]:
-    return ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence",
-            *(f"p_{c}" for c in classes)]
-
-
 def write_video_outputs(result: VideoResult, out_dir: str | Path, stem: str) -> dict[str, Path]:
     """Write ``<stem>.timeline.csv``, ``<stem>.json`` (summary and timeline), ``<stem>.summary.csv``
     and ``<stem>.timeline.png`` into ``out_dir``."""
     out = Path(out_dir)
     summary_rows = [{"face_id": s["face_id"], "frames": s["frames"], "first_s": s["first_s"], "last_s": s["last_s"],
-                     "dominant": s["dominant"], **{f"share_{c}": v for c, v in s["share"].items()}}
+                     "dominant": s["dominant"], **{k: s[k] for k in ("median_age",) if k in s},
+                     **{f"share_{c}": v for c, v in s["share"].items()}}
                     for s in result.summary()]
-    summary_cols = ["face_id", "frames", "first_s", "last_s", "dominant", *(f"share_{c}" for c in result.classes)]
+    age = ["median_age"] if any("median_age" in r for r in summary_rows) else []
+    summary_cols = ["face_id", "frames", "first_s", "last_s", "dominant", *age, *(f"share_{c}" for c in result.classes)]
     paths = {
         "timeline_csv": write_text(out / f"{stem}.timeline.csv",
-                                   rows_to_csv(result.timeline, timeline_columns(result.classes))),
+                                   rows_to_csv(result.timeline, result.columns())),
         "json": write_text(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1)),
         "summary_csv": write_text(out / f"{stem}.summary.csv", rows_to_csv(summary_rows, summary_cols)),
         "plot": plot_timeline(result, out / f"{stem}.timeline.png"),

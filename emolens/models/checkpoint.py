@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolens.io import atomic_write
+from emolens.files import atomic_write
 from emolens.models.registry import create_model
 
 LAST = "last.pt"

@@ -1,7 +1,10 @@
 """ONNX export of a checkpoint, optional int8 quantisation, and a check against PyTorch.
 
+:func:`export_checked` is the whole ``emolens export`` policy (which data, calibration, which
+files to check); the check runs both models through the :class:`emolens.predictor.Predictor` contract.
+
 The ONNX model has input ``input`` (N×C×H×W float32, dynamic N), output ``logits``, and the
-metadata property ``emolens`` = JSON {"classes", "crop", "model_name", "temperature"}
+metadata property ``emolens`` = JSON {"classes", "crop", "model_name", "temperature", "task"}
 (docs/architecture.md). Files are written atomically.
 """
 
@@ -11,15 +14,20 @@ import io
 import json
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from emolens.data.preprocess import normalize
-from emolens.io import atomic_write
-from emolens.models.checkpoint import load_model
+from emolens.files import atomic_write
+from emolens.age import is_age_model
+from emolens.labels import canonical, remap
+from emolens.models.checkpoint import load_checkpoint, load_model
+from emolens.models.predictor import TorchPredictor
+from emolens.predictor import Predictor
+from emolens.preprocess import CropSpec, normalize
 
 DEFAULT_OPSET = 17
 INT8_MODES = ("static", "dynamic")
@@ -43,7 +51,8 @@ def export_onnx(
     """Export a checkpoint or run folder (its best.pt) to ONNX; returns (path, metadata)."""
     model, ckpt = load_model(checkpoint)
     crop = ckpt["crop"]
-    meta = {"classes": list(ckpt["classes"]), "crop": crop, "model_name": ckpt["model_name"], "temperature": temperature}
+    meta = {"classes": list(ckpt["classes"]), "crop": crop, "model_name": ckpt["model_name"], "temperature": temperature,
+            "task": ckpt.get("task", "expression")}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter needs no onnxscript and handles these plain CNNs exactly.
@@ -96,50 +105,101 @@ def quantize_int8(fp32: str | Path, out: str | Path, *, mode: str = "static", ca
     return _save(proto, out)
 
 
-def compare_with_torch(onnx_path: str | Path, checkpoint: str | Path, faces: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """Run the ONNX model (ONNX Runtime) and the checkpoint (PyTorch) on the same uint8 faces:
-    top-1 agreement, largest probability difference, and both accuracies when labels are given."""
-    import onnxruntime as ort
+CHECK_BATCH = 256
 
-    model, _ = load_model(checkpoint)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_probs, torch_probs = [], []
-    for start in range(0, len(faces), 256):
-        x = normalize(faces[start : start + 256])
-        onnx_probs.append(_softmax(session.run(["logits"], {"input": x})[0]))
-        with torch.inference_mode():
-            torch_probs.append(torch.softmax(model(torch.from_numpy(x)), 1).numpy())
-    p_onnx, p_torch = np.concatenate(onnx_probs), np.concatenate(torch_probs)
+
+def compare(candidate: Predictor, reference: Predictor, faces: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Run two predictors on the same uint8 faces: top-1 agreement, largest probability difference,
+    and both accuracies (``accuracy``, ``reference_accuracy``) when labels are given."""
+    p_cand = candidate.predict_proba(faces, CHECK_BATCH)
+    p_ref = reference.predict_proba(faces, CHECK_BATCH)
     report = {
         "n": int(len(faces)),
-        "top1_agreement": float((p_onnx.argmax(1) == p_torch.argmax(1)).mean()),
-        "max_prob_diff": float(np.abs(p_onnx - p_torch).max()),
+        "top1_agreement": float((p_cand.argmax(1) == p_ref.argmax(1)).mean()),
+        "max_prob_diff": float(np.abs(p_cand - p_ref).max()),
     }
     if labels is not None:
-        report["onnx_accuracy"] = float((p_onnx.argmax(1) == labels).mean())
-        report["torch_accuracy"] = float((p_torch.argmax(1) == labels).mean())
+        report["accuracy"] = float((p_cand.argmax(1) == labels).mean())
+        report["reference_accuracy"] = float((p_ref.argmax(1) == labels).mean())
     return report
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def compare_with_torch(onnx_path: str | Path, checkpoint: str | Path, faces: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """:func:`compare` of an exported model (ONNX Runtime) with its checkpoint (PyTorch, at the
+    exported temperature); the accuracies are named ``onnx_accuracy`` and ``torch_accuracy``."""
+    from emolens.inference.classifier import EmotionClassifier
+
+    onnx_model = EmotionClassifier(onnx_path)
+    report = compare(onnx_model, TorchPredictor(checkpoint, temperature=onnx_model.temperature), faces, labels)
+    if labels is not None:
+        report["onnx_accuracy"], report["torch_accuracy"] = report.pop("accuracy"), report.pop("reference_accuracy")
+    return report
 
 
 def reference_faces(
     data: str | Path, classes: list[str], crop: dict, split: str, limit: int, seed: int = 0, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``limit`` random real faces of a dataset split, cut to ``crop``, with labels as
-    indices into ``classes`` (faces of classes the model lacks are left out)."""
+    """Up to ``limit`` random real faces of a dataset split, cut and prepared as ``crop`` says, with
+    labels as indices into ``classes`` (faces of classes the model lacks are left out)."""
     from emolens.data import load_arrays, load_dataset
-    from emolens.labels import canonical
 
-    dataset = load_dataset(data, box_margin=crop.get("margin", 0.0))
-    faces, labels = load_arrays(dataset.split(split), crop["size"], crop["channels"], cache_dir=cache_dir)
-    model_classes = [canonical(c) for c in classes]
-    to_model = np.array([model_classes.index(c) if c in model_classes else -1 for c in dataset.classes])
-    labels = to_model[labels]
+    spec = CropSpec.from_dict(crop)
+    dataset = load_dataset(data, box_margin=spec.margin, box_square=spec.square)
+    faces, labels = load_arrays(dataset.split(split), spec.size, spec.channels, cache_dir=cache_dir, contrast=spec.contrast)
+    labels = remap(labels, dataset.classes, list(classes) if is_age_model(classes) else [canonical(c) for c in classes])
     idx = np.flatnonzero(labels >= 0)
     idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
     return faces[idx], labels[idx]
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_checked` did: the files written (fp32 first), the ONNX metadata, the
+    dataset the check used, each file's :func:`compare_with_torch` report, and why there was no
+    check (``no_check``), if there was none."""
+
+    files: list[Path]
+    meta: dict
+    data: Path | None = None
+    checks: dict[Path, dict] = field(default_factory=dict)
+    no_check: str | None = None
+
+
+def run_data(checkpoint: str | Path) -> Path | None:
+    """The dataset a run was trained on (its first source, for multi-dataset runs), from its config."""
+    data = load_checkpoint(checkpoint).get("config", {}).get("data")
+    if isinstance(data, list):  # multi-dataset runs: the first source, without its options
+        data = data[0].split(",")[0] if data else None
+    return Path(data) if data else None
+
+
+def export_checked(
+    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0,
+    int8: str | None = None, data: str | Path | None = None, check_split: str = "val", samples: int = 500,
+    cache_dir: Path | None = None,
+) -> ExportReport:
+    """Export ``checkpoint`` to ``out``, with ``int8`` ("static" or "dynamic") also a quantised copy
+    ``OUT.int8.onnx``, and check every file against PyTorch on up to ``samples`` real faces of
+    ``data``'s ``check_split`` (default data: the run's own). Static int8 is calibrated on the
+    train split; without data it raises ValueError before writing anything."""
+    if int8 is not None and int8 not in INT8_MODES:
+        raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {int8!r}")
+    found = Path(data) if data is not None else run_data(checkpoint)
+    if (found is None or not found.exists()) and int8 == "static":
+        raise ValueError(f"static int8 needs calibration faces: dataset {found or '(none)'} not found; give --data")
+    out = Path(out)
+    path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
+    report = ExportReport(files=[path], meta=meta)
+    if found is None or not found.exists():
+        report.no_check = f"dataset {found or '(none)'} not found; give --data"
+    else:
+        report.data = found
+    if int8 is not None:
+        calibration = None
+        if int8 == "static":
+            calibration, _ = reference_faces(found, meta["classes"], meta["crop"], "train", samples, seed=1, cache_dir=cache_dir)
+        report.files.append(quantize_int8(path, out.with_suffix(".int8.onnx"), mode=int8, calibration=calibration))
+    if report.data is not None:
+        faces, labels = reference_faces(report.data, meta["classes"], meta["crop"], check_split, samples, cache_dir=cache_dir)
+        report.checks = {f: compare_with_torch(f, checkpoint, faces, labels) for f in report.files}
+    return report

@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from emolens.data.preprocess import CONTRASTS
-from emolens.io import write_json
+from emolens.age import TASKS
+from emolens.preprocess import CONTRASTS
+from emolens.files import write_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle")
@@ -25,6 +26,9 @@ class TrainConfig:
 
     data: list[str]  # one or more sources, ``PATH[,key=value...]`` (see emolens.data.sources)
     out: str
+    task: str = "expression"  # expression | age (one-year age bins, best checkpoint by validation MAE)
+    age_sigma: float = 2.0  # age: width in years of the Gaussian label distribution
+    age_l1: float = 0.1  # age: weight of the L1 term on the expected age (years)
     model: str = "mini-xception"
     format: str = "auto"
     keep: str | None = None
@@ -74,12 +78,14 @@ class TrainConfig:
         for name, allowed in (
             ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
             ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),
-            ("contrast", CONTRASTS),
+            ("contrast", CONTRASTS), ("task", TASKS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
+        if self.age_sigma <= 0 or self.age_l1 < 0:
+            raise ValueError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch size and learning rate must be positive")
 

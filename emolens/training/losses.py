@@ -39,3 +39,20 @@ class SoftTargetCrossEntropy(nn.Module):
             return per_sample.mean()
         w = self.class_weight[target_classes(targets)]
         return (w * per_sample).sum() / w.sum()
+
+
+class AgeLoss(nn.Module):
+    """Label-distribution loss for age over one-year bins: soft-target cross-entropy against the
+    Gaussian targets plus ``l1_weight`` × |expected age − true age| (years), where the expected age
+    is the softmax expectation over ``centers`` and the true age is the target's top bin."""
+
+    def __init__(self, centers: Tensor, l1_weight: float = 0.1) -> None:
+        super().__init__()
+        self.cross_entropy = SoftTargetCrossEntropy()
+        self.l1_weight = l1_weight
+        self.register_buffer("centers", centers, persistent=False)
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        expected = F.softmax(logits, dim=1) @ self.centers
+        true = self.centers[target_classes(targets)]
+        return self.cross_entropy(logits, targets) + self.l1_weight * (expected - true).abs().mean()

@@ -22,7 +22,7 @@ from emolens.data.datasets import load_dataset
 from emolens.data.sources import VAL_SPLITS, SourceSpec, plurality, read_votes, union_classes, vote_matrix
 from emolens.evaluation.evaluate import predict_tta
 from emolens.evaluation.predictors import load_predictor
-from emolens.io import atomic_path, write_json
+from emolens.files import atomic_path, write_json
 from emolens.labels import ClassSelection
 
 Log = Callable[[str], None]

@@ -17,19 +17,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from emolens.age import AGE_CLASSES, bin_centers, describe_classes, gaussian_targets
 from emolens.data.loader import ArrayLoader
-from emolens.data.preprocess import CropSpec
+from emolens.preprocess import CropSpec
 from emolens.data.sources import (
     SourceData, SourceSpec, load_source, mix_targets, smooth_targets, source_classes, union_classes,
 )
 from emolens.evaluation.plots import plot_curves
-from emolens.io import atomic_write
+from emolens.files import atomic_write
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import BEST, LAST, init_from, load_checkpoint, save_checkpoint
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
 from emolens.training.engine import global_sums, predict_logits, train_one_epoch
-from emolens.training.losses import SoftTargetCrossEntropy, target_classes
+from emolens.training.losses import AgeLoss, SoftTargetCrossEntropy, target_classes
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -209,15 +210,24 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     """Class list, the train loader over every source, one validation set per source, and the
     training targets. Rank 0 builds the decode caches first; the others wait and read them."""
     specs = _sources(cfg)
-    classes = union_classes([source_classes(s, cfg.seed) for s in specs])
+    per_source = [source_classes(s, cfg.seed) for s in specs]
+    is_age = [c == list(AGE_CLASSES) for c in per_source]
+    if any(is_age) != (cfg.task == "age") or any(is_age) != all(is_age):
+        raise ValueError(f"--data {', '.join(s.path for s in specs)}: "
+                         + ("--task age trains on age data only (UTKFace-style folders)" if cfg.task == "age"
+                            else "age data (UTKFace layout) trains with --task age"))
+    classes = list(AGE_CLASSES) if cfg.task == "age" else union_classes(per_source)
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     sources = [load_source(s, classes, crop, seed=cfg.seed, cache_dir=cache_dir) for s in specs]
     if info.is_main:
         distributed.barrier()
-    targets = _teacher_targets(cfg, classes, sources, log) if cfg.teacher else [s.train_targets for s in sources]
-    targets = smooth_targets(np.concatenate(targets), cfg.label_smoothing)
+    if cfg.task == "age":  # Gaussian label distributions around each sample's age bin
+        targets = gaussian_targets(np.concatenate([s.train_targets for s in sources]).argmax(1), len(classes), cfg.age_sigma)
+    else:
+        targets = _teacher_targets(cfg, classes, sources, log) if cfg.teacher else [s.train_targets for s in sources]
+        targets = smooth_targets(np.concatenate(targets), cfg.label_smoothing)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     train_loader = ArrayLoader(
         np.concatenate([s.train_images for s in sources]), targets, cfg.batch_size, shuffle=True, drop_last=True,
@@ -237,7 +247,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
         for s in sources
     ]
     for s in sources:
-        log(f"data: {s.name} ({', '.join(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
+        log(f"data: {s.name} ({describe_classes(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
             f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
             + "".join(f"; {note}" for note in s.notes))
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
@@ -272,6 +282,22 @@ def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp
     return out
 
 
+def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype, criterion: nn.Module,
+                 sigma: float) -> dict[str, float]:
+    """Age validation over every source: ``mae`` of the expected age (years, ages clipped to the
+    bins), ``acc`` = CS(5) (share within 5 years) and ``loss`` (the training loss on Gaussian targets)."""
+    sums = [0.0, 0.0, 0.0, 0.0]  # abs error, within 5, loss, n
+    for v in val_sets:
+        logits, bins = predict_logits(model, v.loader, device, amp_dtype=amp_dtype)
+        z = torch.from_numpy(logits).to(device)
+        targets = torch.from_numpy(gaussian_targets(bins, z.shape[1], sigma)).to(device)
+        err = np.abs((torch.softmax(z, 1) @ criterion.centers).cpu().numpy() - bins)
+        batch = (float(err.sum()), float((err <= 5).sum()), float(criterion(z, targets)) * len(bins), float(len(bins)))
+        sums = [a + b for a, b in zip(sums, batch)]
+    abs_err, within, loss, n = global_sums(*sums, device=device)
+    return {"acc": within / max(n, 1), "mae": abs_err / max(n, 1), "loss": loss / max(n, 1)}
+
+
 def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns a summary dict."""
     run_dir = Path(cfg.out)
@@ -297,13 +323,16 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
 
     top = target_classes(torch.from_numpy(targets)).numpy()
     weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
-    criterion = SoftTargetCrossEntropy(weight).to(device)
+    if cfg.task == "age":
+        criterion: nn.Module = AgeLoss(torch.from_numpy(bin_centers(classes)), cfg.age_l1).to(device)
+    else:
+        criterion = SoftTargetCrossEntropy(weight).to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg, optimizer, len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     amp_dtype = AMP_DTYPES[amp]
 
-    start_epoch, best_acc, best_epoch, history = 0, -1.0, -1, []
+    start_epoch, best_acc, best_epoch, history = 0, -math.inf if cfg.task == "age" else -1.0, -1, []
     if resume and not (run_dir / LAST).is_file():
         log(f"{run_dir}: no epoch finished before the stop; starting from epoch 0")
         resume = False
@@ -323,7 +352,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             set_rng_state(ckpt["rng"])
         else:
             seed_everything(cfg.seed + info.rank + 1000 * start_epoch)
-        log(f"resuming {run_dir} at epoch {start_epoch} (best val acc {best_acc:.4f} at epoch {best_epoch})")
+        log(f"resuming {run_dir} at epoch {start_epoch} (best val {_score_text(cfg.task, best_acc)} at epoch {best_epoch})")
 
     params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
@@ -339,6 +368,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_epoch)
 
     meta = {
+        "task": cfg.task,
         "model_name": cfg.model,
         "model_kwargs": {},
         "classes": classes,
@@ -349,7 +379,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
         if best_epoch >= 0 and cfg.early_stopping and epoch - best_epoch > cfg.early_stopping:
-            stop_reason = f"early stopping: no better val accuracy for {cfg.early_stopping} epochs"
+            stop_reason = f"early stopping: no better val {'MAE' if cfg.task == 'age' else 'accuracy'} for {cfg.early_stopping} epochs"
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
@@ -359,16 +389,20 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             scaler=scaler, clip_grad=cfg.clip_grad,
             batch_scheduler=scheduler if cfg.scheduler == "onecycle" else None, progress=True,
         )
-        val = validate(model, val_sets, device, amp_dtype, cfg.select)
+        if cfg.task == "age":
+            val = validate_age(model, val_sets, device, amp_dtype, criterion, cfg.age_sigma)
+        else:
+            val = validate(model, val_sets, device, amp_dtype, cfg.select)
+        score = -val["mae"] if cfg.task == "age" else val["acc"]  # higher is better; saved as best_val_acc
         if cfg.scheduler == "plateau":
-            scheduler.step(val["acc"])
+            scheduler.step(score)
         elif cfg.scheduler == "cosine":
             scheduler.step()
         if not all(math.isfinite(v) for v in (train["loss"], val["loss"])):
             raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train['loss']}, val {val['loss']})")
-        improved = val["acc"] > best_acc
+        improved = score > best_acc
         if improved:
-            best_acc, best_epoch = val["acc"], epoch
+            best_acc, best_epoch = score, epoch
         row = {
             "epoch": epoch, "lr": lr,
             "train_loss": round(train["loss"], 5), "train_acc": round(train["acc"], 5),
@@ -408,5 +442,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         "mean_epoch_s": float(np.mean([r["epoch_s"] for r in ran])) if ran else 0.0,
         "mean_train_images_per_s": float(np.mean([r["train_images_per_s"] for r in ran])) if ran else 0.0,
     }
-    log(f"done ({stop_reason}): best val acc {best_acc:.4f} at epoch {best_epoch}; checkpoints in {run_dir}")
+    log(f"done ({stop_reason}): best val {_score_text(cfg.task, best_acc)} at epoch {best_epoch}; checkpoints in {run_dir}")
     return summary
+
+
+def _score_text(task: str, score: float) -> str:
+    return f"MAE {-score:.3f} years" if task == "age" else f"acc {score:.4f}"

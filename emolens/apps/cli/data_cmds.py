@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emolens.age import decade_counts, is_age_model
 from emolens.data.check import CheckReport, check_dataset, plot_distribution
 from emolens.data.datasets import DatasetError
 
@@ -76,12 +77,14 @@ def pack(
 def _print_report(report: CheckReport, console: Console) -> None:
     console.print(f"[bold]{report.root}[/bold] ({report.format})", highlight=False)
     splits = list(report.splits)
-    counts = Table(title="images per class")
-    counts.add_column("class")
+    age = is_age_model(report.classes)  # an age dataset: the histogram by decade (one-year counts in --json)
+    per_split = {s: decade_counts(report.splits[s].classes) if age else report.splits[s].classes for s in splits}
+    counts = Table(title="images per age (years)" if age else "images per class")
+    counts.add_column("age" if age else "class")
     for name in splits:
         counts.add_column(name, justify="right")
-    for c in report.classes:
-        counts.add_row(c, *(str(report.splits[s].classes.get(c, 0)) for s in splits))
+    for c in (dict.fromkeys(k for s in splits for k in per_split[s]) if age else report.classes):
+        counts.add_row(c, *(str(per_split[s].get(c, 0)) for s in splits))
     counts.add_row("[bold]total", *(f"[bold]{report.splits[s].images}" for s in splits))
     console.print(counts)
 

@@ -10,12 +10,16 @@ from typing import Any
 import typer
 
 from emolens.inference.detectors import DEFAULT_DETECTOR, DEFAULT_STREAM_DETECTOR, list_detectors
+from emolens.inference.tracking import DEFAULT_SMOOTHING
+from emolens.limits import MAX_PIXELS
 
 MODEL_HELP = ("trained model: a bundled name (default → mixed8; `emolens models` lists them), an exported "
               ".onnx file, or a run folder holding one")
 DETECTOR_HELP = (f"face detector: default (photos {DEFAULT_DETECTOR}, video {DEFAULT_STREAM_DETECTOR}), "
                  f"{', '.join(list_detectors())} (none: each image is one face), yunet-N (YuNet at N px), "
                  f"or a fallback chain such as blazeface,yunet")
+AGE_HELP = ("also estimate each face's apparent age (bundled age model, UTKFace-trained; see emolens/weights/age.md "
+            "for its error and what it must not be used for); JSON and CSV gain an age column")
 IMAGES_IN_MEMORY = 8  # decoded photos held at once (a 24 MP photo is 72 MB); faces still batch across them
 
 
@@ -32,10 +36,11 @@ def analyze(
     annotate_dir: Path | None = typer.Option(None, "--annotate", help="folder for annotated images and videos"),
     model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
-    smoothing: float = typer.Option(0.6, help="per-face smoothing of video probabilities (0 = off)"),
+    smoothing: float = typer.Option(DEFAULT_SMOOTHING, help="per-face smoothing of video probabilities (0 = off)"),
     detect_every: int = typer.Option(1, "--detect-every", min=1, help="videos: detect faces every k-th frame"),
-    max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="refuse images larger than this many pixels"),
+    max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="refuse images larger than this many pixels (default: EMOLENS_MAX_PIXELS or 50 million)"),
     batch_size: int = typer.Option(64, min=1, help="faces classified per batch"),
+    age: bool = typer.Option(False, "--age", help=AGE_HELP),
 ) -> None:
     """Find faces and their emotions in images and videos.
 
@@ -48,14 +53,14 @@ def analyze(
     from rich.console import Console
 
     from emolens.inference.detectors import probably_face_crop
-    from emolens.inference.errors import InputError
-    from emolens.inference.images import IMAGE_SUFFIXES, describe
+    from emolens.errors import InputError
+    from emolens.images import IMAGE_SUFFIXES, describe
     from emolens.inference.video import VIDEO_SUFFIXES
     from emolens.progress import progress
 
     console = Console()
     _check_outputs(console, json_out, csv_out, annotate_dir)
-    recognizer = _recognizer(console, model, detector, smoothing, max_pixels)
+    recognizer = _recognizer(console, model, detector, smoothing, max_pixels, age)
     files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     for e in errors:
         console.print(f"[red]error[/]: {e['error']}")
@@ -118,11 +123,12 @@ def live(
     out: Path | None = typer.Option(None, "--out", "-o", help="output folder (annotated video, timeline, snapshots)"),
     model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
-    smoothing: float = typer.Option(0.6, help="per-face smoothing of probabilities (0 = off)"),
+    smoothing: float = typer.Option(DEFAULT_SMOOTHING, help="per-face smoothing of probabilities (0 = off)"),
     detect_every: int = typer.Option(1, "--detect-every", min=1, help="detect faces every k-th processed frame"),
     max_seconds: float | None = typer.Option(None, help="stop after this many seconds of video"),
     max_frames: int | None = typer.Option(None, help="stop after this many processed frames"),
     fast: bool = typer.Option(False, "--fast", help="window: play a video file as fast as it is processed"),
+    age: bool = typer.Option(False, "--age", help=AGE_HELP),
 ) -> None:
     """Live recognition in a window (q quits, s saves a snapshot), or headless with --no-window.
 
@@ -134,10 +140,10 @@ def live(
     from rich.console import Console
 
     from emolens.apps.live import run_live
-    from emolens.inference.errors import InputError
+    from emolens.errors import InputError
 
     console = Console()
-    recognizer = _recognizer(console, model, detector, smoothing, 50_000_000)
+    recognizer = _recognizer(console, model, detector, smoothing, MAX_PIXELS, age)
     if no_window and out is None:
         out = Path("emolens-live")
     try:
@@ -155,11 +161,12 @@ def live(
         console.print(f"  {kind}: {path}")
 
 
-def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_pixels: int) -> Any:
+def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_pixels: int, age: bool = False) -> Any:
     from emolens.inference.recognizer import Recognizer
 
     try:
-        return Recognizer(model=model, detector=detector, smoothing=smoothing, max_pixels=max_pixels)
+        return Recognizer(model=model, detector=detector, smoothing=smoothing, max_pixels=max_pixels,
+                          attributes=("age",) if age else ())
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error[/]: {e}")
         raise typer.Exit(2) from e
@@ -206,8 +213,8 @@ def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], l
 def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list[tuple[Path, Any, Any]]:
     """(path, ImageResult or InputError, RGB array or None) per image; faces of all readable images
     are classified together."""
-    from emolens.inference.errors import InputError
-    from emolens.inference.images import load_image
+    from emolens.errors import InputError
+    from emolens.images import load_image
 
     loaded, outcomes = [], {}
     for p in paths:
@@ -260,12 +267,13 @@ def _print_image(console: Any, result: Any) -> None:
 
     table = Table(title=f"{result.source} ({result.width}x{result.height}): {len(result.faces)} face(s)",
                   title_justify="left")
-    for col in ("#", "box x1,y1,x2,y2", "det.", "emotion", "conf.", "next"):
+    age = any(f.age is not None for f in result.faces)
+    for col in ("#", "box x1,y1,x2,y2", "det.", "emotion", "conf.", "next", *(("age",) if age else ())):
         table.add_column(col)
     for f in result.faces:
         ranked = sorted(f.probabilities.items(), key=lambda kv: -kv[1])
         table.add_row(str(f.face_id), ",".join(map(str, f.box)), f"{f.score:.2f}", f.emotion, f"{f.confidence:.0%}",
-                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
+                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]), *((f"{f.age:.0f}",) if age else ()))
     console.print(table)
 
 
@@ -276,22 +284,25 @@ def _print_summary(console: Any, video: Any) -> None:
     if not summary:
         console.print("  no face found")
         return
-    table = Table("face", "frames", "from-to (s)", "dominant", "share of time")
+    age = any("median_age" in s for s in summary)
+    table = Table("face", "frames", "from-to (s)", "dominant", "share of time", *(("median age",) if age else ()))
     for s in summary:
         shares = sorted(s["share"].items(), key=lambda kv: -kv[1])
         table.add_row(str(s["face_id"]), str(s["frames"]), f"{s['first_s']:.1f}-{s['last_s']:.1f}", s["dominant"],
-                      ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0))
+                      ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0),
+                      *((f"{s['median_age']:.0f}" if "median_age" in s else "-",) if age else ()))
     console.print(table)
 
 
 def _write_outputs(json_out: Path | None, csv_out: Path | None, entries: list[dict], rows: list[dict],
                    errors: list[dict], classes: tuple[str, ...]) -> None:
-    from emolens.io import write_text
+    from emolens.files import write_text
     from emolens.inference.video import rows_to_csv
 
     if json_out:
         write_text(json_out, json.dumps({"results": entries, "errors": errors}, indent=1))
     if csv_out:
+        age = ["age"] if any("age" in r for r in rows) else []
         columns = ["source", "kind", "frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "emotion",
-                   "confidence", *(f"p_{c}" for c in classes)]
+                   "confidence", *age, *(f"p_{c}" for c in classes)]
         write_text(csv_out, rows_to_csv(rows, columns))

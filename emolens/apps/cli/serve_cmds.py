@@ -14,6 +14,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
+    age: bool = typer.Option(False, "--age", help="Also estimate each face's apparent age (server-side recognition, "
+                                                  "uploads and the REST API; see emolens/weights/age.md)."),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload (413 above it)."),
     keep_uploads: Path | None = typer.Option(
         None, file_okay=False, help="Save uploaded photos and videos here (by default nothing is kept)."
@@ -30,7 +32,7 @@ def serve(
     from emolens.apps.web.server import Settings, create_app, server_config
 
     hosts = (*LOCAL_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *allow_host)
-    settings = Settings(model=model, detector=detector, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads,
+    settings = Settings(model=model, detector=detector, age=age, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads,
                         allowed_hosts=hosts)
     try:
         app = create_app(settings=settings)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from emolens.age import describe_classes
 from emolens.training.config import TrainConfig
 
 _D = TrainConfig(data="", out="")  # the recipe defaults, shown in --help
@@ -27,17 +28,19 @@ def models_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from emolens.inference.classifier import DEFAULT_MODEL, EmotionClassifier, list_bundled_models
+    from emolens.inference.classifier import ATTRIBUTE_MODELS, DEFAULT_MODEL, WEIGHTS, EmotionClassifier, list_bundled_models
 
     console = Console()
     bundled = Table(title="trained models, bundled (--model NAME in analyze, live, serve, evaluate)")
     for col in ("name", "architecture", "input", "classes"):
         bundled.add_column(col)
-    for name in list_bundled_models():
+    attributes = [n for n in ATTRIBUTE_MODELS if (WEIGHTS / f"{n}.onnx").is_file()]
+    for name in [*list_bundled_models(), *attributes]:
         clf = EmotionClassifier.load(name)
         spec = clf.crop
-        bundled.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), clf.model_name,
-                        f"{spec.size}×{spec.size} {'gray' if spec.channels == 1 else 'RGB'}", ", ".join(clf.classes))
+        note = " (default)" if name == DEFAULT_MODEL else f" (--{name} in analyze, live, serve)" if name in attributes else ""
+        bundled.add_row(name + note, clf.model_name, f"{spec.size}×{spec.size} {'gray' if spec.channels == 1 else 'RGB'}",
+                        describe_classes(clf.classes))
     console.print(bundled)
     try:
         from emolens.models import list_models
@@ -59,12 +62,29 @@ def models_cmd(
     console.print(table)
 
 
+def _on_this_machine(saved: dict, given: dict) -> dict:
+    """A saved run config with its device re-chosen when it was CUDA and this machine has none,
+    and its precision re-chosen when the device kind changes (a CUDA run resumed on a CPU)."""
+    import torch
+
+    device = str(given.get("device", saved["device"]))
+    if "device" not in given and device.startswith("cuda") and not torch.cuda.is_available():
+        device = "auto"
+    kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    if kind != str(saved["device"]).split(":")[0] and "amp" not in given:
+        return {**saved, "device": device, "amp": "auto"}
+    return {**saved, "device": device}
+
+
 def train_cmd(
     data: Optional[list[str]] = typer.Option(
         None, "--data",
         help="(required unless --resume) Dataset folder or file (any layout); repeat for several. Per-source options: "
         "PATH,weight=W,votes=CSV,label_mix=A,name=N,format=F,keep=a+b,drop=c (see docs/training.md).",
     ),
+    task: Optional[str] = typer.Option(None, "--task", help="expression (default) | age (UTKFace-style data: one-year age bins, Gaussian label distributions + L1 on the expected age, best checkpoint by val MAE)."),
+    age_sigma: Optional[float] = typer.Option(None, "--age-sigma", help=f"--task age: width of the Gaussian label distribution in years (default {_D.age_sigma})."),
+    age_l1: Optional[float] = typer.Option(None, "--age-l1", help=f"--task age: weight of the L1 term on the expected age (default {_D.age_l1})."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help=f"Architecture (default {_D.model}; see `emolens models`)."),
     model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="(required unless --resume) Run folder: checkpoints, config.json, history.csv, curves.png, tb/."),
@@ -122,7 +142,8 @@ def train_cmd(
             config_path = resume / CONFIG
             if not config_path.is_file():
                 raise _fail(f"--resume {resume}: no {CONFIG} there (not a run folder)")
-            cfg = TrainConfig.from_dict({**TrainConfig.load(config_path).to_dict(), **given, "out": str(resume)})
+            saved = _on_this_machine(TrainConfig.load(config_path).to_dict(), given)
+            cfg = TrainConfig.from_dict({**saved, **given, "out": str(resume)})
         else:
             if not data or out is None:
                 raise _fail("--data and --out are required (or --resume RUN_DIR)")
@@ -153,7 +174,8 @@ def evaluate_cmd(
     align: bool = typer.Option(False, "--align", help="With --detect: level each face by its eye landmarks before the crop."),
     votes: Optional[Path] = typer.Option(None, "--votes", help="Crowd-votes CSV (FER+ layout): also report accuracy against the vote plurality."),
 ) -> None:
-    """Evaluate a model on a dataset split: accuracy, F1, per-class table, confusion matrix, ECE."""
+    """Evaluate a model on a dataset split: accuracy, F1, per-class table, confusion matrix, ECE;
+    an age model (e.g. --model age on a UTKFace-style folder): MAE, CS(5), per band and group, scatter plot."""
     from rich.console import Console
     from rich.table import Table
 
@@ -167,6 +189,9 @@ def evaluate_cmd(
         )
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise _fail(str(e)) from e
+    if report.get("task") == "age":
+        _print_age_report(console, report, data, out)
+        return
     table = Table(title=f"{report['model_name']} on {data}, split {report['split']}, n={report['n']}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -188,6 +213,21 @@ def evaluate_cmd(
     console.print(f"report: {out / 'metrics.json'}, {out / 'confusion_matrix.png'}")
 
 
+def _print_age_report(console, report: dict, data: Path, out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report['model_name']} (age) on {data}, split {report['split']}, n={report['n']}")
+    for col in ("group", "n", "MAE (years)", "CS(5)", "bias"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    rows = [("all", report), *((f"age {k}", v) for k, v in report["bands"].items()),
+            *((f"{kind} {k}", v) for kind, groups in report.get("groups", {}).items() for k, v in groups.items())]
+    for name, r in rows:
+        table.add_row(name, str(r["n"]), *(("-",) * 3 if not r["n"] else
+                                           (f"{r['mae']:.2f}", f"{r['cs5']:.3f}", f"{r['bias']:+.2f}")))
+    console.print(table)
+    console.print(f"report: {out / 'metrics.json'}, {out / 'age_scatter.png'}")
+
+
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="Run folder (its best.pt) or .pt checkpoint."),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
@@ -201,39 +241,24 @@ def export_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
 ) -> None:
     """Export a checkpoint to ONNX (optionally int8) and check it against PyTorch on real faces."""
-    from emolens.models.checkpoint import load_checkpoint
-    from emolens.models.export import compare_with_torch, export_onnx, quantize_int8, reference_faces
+    from emolens.models.export import export_checked
 
     try:
-        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
-        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['model_name']}, classes {', '.join(meta['classes'])}")
-        run_data = load_checkpoint(checkpoint).get("config", {}).get("data")
-        if isinstance(run_data, list):  # multi-dataset runs: the first source, without its options
-            run_data = run_data[0].split(",")[0] if run_data else None
-        data = data or (Path(run_data) if run_data else None)
-        if data is None or not data.exists():
-            typer.secho(f"no check on real faces: dataset {data or '(none)'} not found; give --data", fg=typer.colors.YELLOW, err=True)
-            if int8 and int8_mode == "static":
-                raise _fail("static int8 needs calibration faces: give --data")
-            faces = labels = None
-        else:
-            faces, labels = reference_faces(data, meta["classes"], meta["crop"], check_split, samples, cache_dir=cache_dir)
-        written = [path]
-        if int8:
-            calibration = None
-            if int8_mode == "static":
-                calibration, _ = reference_faces(data, meta["classes"], meta["crop"], "train", samples, seed=1, cache_dir=cache_dir)
-            q = quantize_int8(path, out.with_suffix(".int8.onnx"), mode=int8_mode, calibration=calibration)
-            typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB, int8 {int8_mode})")
-            written.append(q)
-        if faces is not None:
-            for p in written:
-                r = compare_with_torch(p, checkpoint, faces, labels)
-                typer.echo(f"{p.name} vs PyTorch on {r['n']} real faces ({check_split}): top-1 agreement "
-                           f"{r['top1_agreement']:.4f}, max probability difference {r['max_prob_diff']:.2e}, "
-                           f"accuracy {r['onnx_accuracy']:.4f} (PyTorch {r['torch_accuracy']:.4f})")
+        report = export_checked(checkpoint, out, opset=opset, temperature=temperature, int8=int8_mode if int8 else None,
+                                data=data, check_split=check_split, samples=samples, cache_dir=cache_dir)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise _fail(str(e)) from e
+    fp32, *quantized = report.files
+    typer.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.2f} MB): {report.meta['model_name']}, "
+               f"classes {describe_classes(report.meta['classes'])}")
+    for q in quantized:
+        typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB, int8 {int8_mode})")
+    if report.no_check:
+        typer.secho(f"no check on real faces: {report.no_check}", fg=typer.colors.YELLOW, err=True)
+    for path, r in report.checks.items():
+        typer.echo(f"{path.name} vs PyTorch on {r['n']} real faces ({check_split}): top-1 agreement "
+                   f"{r['top1_agreement']:.4f}, max probability difference {r['max_prob_diff']:.2e}, "
+                   f"accuracy {r['onnx_accuracy']:.4f} (PyTorch {r['torch_accuracy']:.4f})")
 
 
 def teach_cmd(

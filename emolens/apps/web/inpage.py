@@ -1,6 +1,7 @@
 """Recognition inside the browser: what the page needs to run the models itself.
 
-The page (``static/``) loads ``assets/config.json`` and the two ONNX files it names, then runs them
+The page (``static/``) loads ``assets/config.json`` and the ONNX files it names (detector, expression
+model, and the age model when the server estimates ages), then runs them
 with onnxruntime-web (``static/vendor/onnxruntime-web/``, pinned in ``package.json`` and copied by
 ``scripts/vendor_web_runtime.py``). The config carries everything the Python side decides — the
 model's classes, crop spec and temperature, BlazeFace's options and thresholds, the tracker's
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import emolens
-from emolens.inference.classifier import EmotionClassifier
+from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
 
@@ -46,9 +47,11 @@ def browser_detector(name: str) -> str:
 
 
 def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: str = DEFAULT_BROWSER_DETECTOR,
-                  smoothing: float = DEFAULT_SMOOTHING, server: bool = True) -> InPageAssets:
+                  smoothing: float = DEFAULT_SMOOTHING, server: bool = True, age: AgeEstimator | None = None
+                  ) -> InPageAssets:
     """Config and files for the page to run ``model`` with ``detector`` (a key of
-    :data:`BROWSER_DETECTORS`); ``server``: whether the page may also offer the server mode."""
+    :data:`BROWSER_DETECTORS`); ``server``: whether the page may also offer the server mode;
+    ``age``: an age model the page runs on every face too (``age.onnx``)."""
     from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector
 
     if detector not in BROWSER_DETECTORS:
@@ -72,17 +75,22 @@ def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: s
                      "max_distance": tracker.max_distance, "max_missed": tracker.max_missed},
     }
     files = {"model.onnx": classifier.path, "detector.onnx": ASSETS / f"blazeface_{variant}.onnx"}
+    if age is not None:
+        config["age"] = {"file": "age.onnx", "model_name": age.model_name, "classes": list(age.classes),
+                         "crop": age.crop.to_dict(), "temperature": age.temperature}
+        files["age.onnx"] = age.path
     return InPageAssets(config, files)
 
 
 def add_routes(app: Any, recognizer: Recognizer) -> None:
     """Serve the page's ``/assets/config.json``, ``/assets/model.onnx`` and ``/assets/detector.onnx``
-    for ``recognizer``'s model, stream detector (see :func:`browser_detector`) and smoothing."""
+    (and ``/assets/age.onnx`` with age on) for ``recognizer``'s models, stream detector (see
+    :func:`browser_detector`) and smoothing."""
     from fastapi import HTTPException
     from fastapi.responses import FileResponse
 
     assets = inpage_assets(recognizer.classifier, browser_detector(recognizer.stream_detector.name),
-                           recognizer.smoothing)
+                           recognizer.smoothing, age=recognizer.age)
 
     @app.get("/assets/config.json", include_in_schema=False)
     def config() -> dict[str, Any]:

@@ -37,9 +37,10 @@ from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
 from emolens.inference.annotate import annotate as draw_faces
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
-from emolens.inference.errors import InputError, LimitError
+from emolens.errors import InputError, LimitError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
+from emolens.limits import WEB_MAX_PIXELS
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
@@ -65,8 +66,9 @@ class Settings:
 
     model: str = "default"
     detector: str = "default"
+    age: bool = False  # also estimate each face's age (server-side recognition only)
     max_upload_mb: float = 50.0
-    max_pixels: int = 24_000_000
+    max_pixels: int = WEB_MAX_PIXELS
     max_frame_mb: float = 2.0
     max_streams: int = 64
     max_video_seconds: float = 120.0
@@ -123,7 +125,8 @@ class ArtifactStore:
 def create_app(recognizer: Recognizer | None = None, settings: Settings = Settings()) -> FastAPI:
     """Build the app around ``recognizer`` (default: a ``Recognizer`` from ``settings``)."""
     if recognizer is None:
-        recognizer = Recognizer(model=settings.model, detector=settings.detector)
+        recognizer = Recognizer(model=settings.model, detector=settings.detector,
+                                attributes=("age",) if settings.age else ())
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer")
     artifacts = ArtifactStore(settings.artifact_ttl_s, settings.max_artifacts)
     active_streams = 0
@@ -159,7 +162,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
     def models() -> dict[str, Any]:
         """The loaded model and detector, the model's classes, and what else is installed."""
         return {"model": settings.model, "detector": settings.detector,
-                "classes": list(recognizer.classes),
+                "classes": list(recognizer.classes), "attributes": ["age"] if recognizer.age is not None else [],
                 "bundled_models": list_bundled_models(), "detectors": list_detectors()}
 
     @app.post("/api/v1/analyze", tags=["recognition"])

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emolens.boxes import box_iou, clip_box, iou_matrix  # noqa: F401  (re-exported for existing callers)
+
 #: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
 #: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
 #: and, on frames where it finds nothing (close-ups), YuNet at 320 px.
@@ -174,23 +176,3 @@ def probably_face_crop(detector: Detector, image_rgb: np.ndarray) -> bool:
     canvas = np.zeros((2 * h, 2 * w, 3), np.uint8)
     canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = image_rgb
     return any(d.box[2] - d.box[0] >= 0.4 * w for d in detector.detect(canvas))
-
-
-def clip_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Round a box to ints inside the image; None when nothing of it is left."""
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
-    return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection-over-union of N×4 and M×4 (x1, y1, x2, y2) boxes."""
-    a, b = a[:, None, :].astype(np.float64), b[None, :, :].astype(np.float64)
-    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), axis=-1)
-    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
-    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
-    return inter / (area_a + area_b - inter + 1e-9)
-
-
-def box_iou(a: np.ndarray | tuple, b: np.ndarray | tuple) -> float:
-    return float(iou_matrix(np.asarray(a)[None], np.asarray(b)[None])[0, 0])

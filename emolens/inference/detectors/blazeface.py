@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection, box_iou, clip_box
+from emolens.boxes import box_iou, clip_box, iou_matrix
+from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection
 from emolens.inference.runtime import create_session
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -52,14 +53,10 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) ->
     any keypoints after it) is blended.
     """
     order = np.argsort(-scores)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     kept_boxes, kept_scores = [], []
     while order.size:
         top = order[0]
-        xy1 = np.maximum(boxes[top, :2], boxes[order, :2])
-        xy2 = np.minimum(boxes[top, 2:4], boxes[order, 2:4])
-        inter = np.prod(np.clip(xy2 - xy1, 0, None), axis=1)
-        iou = inter / (areas[top] + areas[order] - inter + 1e-9)
+        iou = iou_matrix(boxes[top:top + 1], boxes[order])[0]
         members = order[iou > iou_threshold]
         w = scores[members, None]
         kept_boxes.append((boxes[members] * w).sum(axis=0) / w.sum())

@@ -14,7 +14,8 @@ import threading
 import cv2
 import numpy as np
 
-from emolens.inference.detectors import Detection, clip_box
+from emolens.boxes import clip_box
+from emolens.inference.detectors import Detection
 
 CASCADE = "haarcascade_frontalface_default.xml"
 WINDOW = 24  # the cascade's training window (px)

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.inference.detectors import YUNET_LANDMARKS, Detection, clip_box
+from emolens.boxes import clip_box
+from emolens.inference.detectors import YUNET_LANDMARKS, Detection
 
 MODEL = Path(__file__).resolve().parent / "assets" / "yunet_n_640_640.onnx"
 

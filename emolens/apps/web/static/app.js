@@ -218,6 +218,12 @@ function probabilityBars(probabilities) {
   });
 }
 
+// "#id emotion 87%", plus " · 34 y" when the server estimates ages (emolens serve --age)
+function faceLabel(face) {
+  const age = face.age === undefined || face.age === null ? "" : ` · ${Math.round(face.age)} y`;
+  return `#${face.face_id} ${face.emotion} ${pct(face.confidence)}${age}`;
+}
+
 function renderLiveFaces(faces) {
   const items = faces.map((face) => {
     const item = el("li", undefined, {
@@ -225,7 +231,7 @@ function renderLiveFaces(faces) {
       "data-emotion": face.emotion,
       "data-confidence": String(face.confidence),
     });
-    const title = el("strong", `#${face.face_id} ${face.emotion} ${pct(face.confidence)}`);
+    const title = el("strong", faceLabel(face));
     title.style.color = colorFor(face);
     item.append(title, ...probabilityBars(face.probabilities));
     return item;
@@ -257,7 +263,7 @@ function drawFace(ctx, face, scale, ratio) {
   ctx.strokeRect(x, y, w, h);
 
   ctx.font = `bold ${font}px system-ui, sans-serif`;
-  const label = `#${face.face_id} ${face.emotion} ${pct(face.confidence)}`;
+  const label = faceLabel(face);
   const labelY = y > font * 1.6 ? y - font * 1.5 : y + h;
   ctx.fillStyle = color;
   ctx.fillRect(x - ctx.lineWidth / 2, labelY, ctx.measureText(label).width + font, font * 1.5);
@@ -305,10 +311,12 @@ function showImageResult(data) {
     face: face.face_id, // the index drawn on the annotated image, as in the CLI, JSON and CSV
     emotion: face.emotion,
     confidence: pct(face.confidence),
+    age: face.age === undefined ? undefined : Math.round(face.age),
     box: `${face.box.x1},${face.box.y1} – ${face.box.x2},${face.box.y2}`,
     ...Object.fromEntries(classes.map((c) => [c, face.probabilities[c].toFixed(3)])),
   }));
-  renderTable(["face", "emotion", "confidence", "box", ...classes], rows);
+  const age = data.faces.some((face) => face.age !== undefined) ? ["age"] : [];
+  renderTable(["face", "emotion", "confidence", ...age, "box", ...classes], rows);
   return `${data.width}×${data.height}, ${data.faces.length} face(s)`;
 }
 
@@ -322,9 +330,11 @@ function showVideoResult(data) {
     dominant: face.dominant,
     frames: face.frames,
     seen: `${face.first_s.toFixed(1)}–${face.last_s.toFixed(1)} s`,
+    "median age": face.median_age === undefined ? undefined : Math.round(face.median_age),
     ...Object.fromEntries(data.classes.map((c) => [c, face.mean_probabilities[c].toFixed(3)])),
   }));
-  renderTable(["face", "dominant", "frames", "seen", ...data.classes], rows);
+  const age = data.summary.some((face) => face.median_age !== undefined) ? ["median age"] : [];
+  renderTable(["face", "dominant", "frames", "seen", ...age, ...data.classes], rows);
   return `${data.frames} frames (${data.duration_s} s), ${data.summary.length} face(s); table: mean probabilities`;
 }
 

@@ -1,6 +1,7 @@
 // Recognition inside the page: onnxruntime-web (WebAssembly, SIMD; threads when the page is
 // cross-origin isolated) runs the face detector and the expression model named in config.json,
-// with the crops, normalisation and tracking of the Python package. Nothing leaves the page.
+// with the crops, normalisation and tracking of the Python package, and the age model when
+// config.json names one (`emolens serve --age`). Nothing leaves the page.
 "use strict";
 
 import { BlazeFace } from "./blazeface.mjs";
@@ -16,7 +17,7 @@ export async function fetchOk(url) {
   return response;
 }
 
-/** Load both ONNX sessions of ``config`` (the page's config.json, which names the model files
+/** Load the ONNX sessions of ``config`` (the page's config.json, which names the model files
  *  relative to ``baseUrl``). ``threads``: WebAssembly threads (default: onnxruntime-web's choice
  *  when the page is cross-origin isolated; always 1 when it is not). */
 export async function loadEngine(config, baseUrl, { threads } = {}) {
@@ -28,13 +29,15 @@ export async function loadEngine(config, baseUrl, { threads } = {}) {
     const bytes = new Uint8Array(await (await fetchOk(new URL(file, baseUrl))).arrayBuffer());
     return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   };
-  const [detector, model] = await Promise.all([session(config.detector.file), session(config.model.file)]);
-  const engine = new Engine(ort, config, detector, model);
+  const [detector, model, age] = await Promise.all([
+    session(config.detector.file), session(config.model.file), config.age ? session(config.age.file) : null,
+  ]);
+  const engine = new Engine(ort, config, detector, model, age);
   await engine.analyze(makeImage(64, 48, 3)); // warm-up: the first run of a session is slow
   return engine;
 }
 
-/** Python's FaceResult.to_dict, with unrounded probabilities. */
+/** Python's FaceResult.to_dict, with unrounded probabilities (and age). */
 function faceDict(face, classes) {
   let emotion = classes[0];
   for (const c of classes) if (face.probabilities[c] > face.probabilities[emotion]) emotion = c;
@@ -47,11 +50,12 @@ function faceDict(face, classes) {
     confidence: face.probabilities[emotion],
     probabilities: face.probabilities,
     landmarks: Object.fromEntries(face.landmarkNames.map((name, k) => [name, face.landmarks[k].map((v) => Math.round(v * 10) / 10)])),
+    ...(face.age === undefined ? {} : { age: Math.round(face.age * 10) / 10 }),
   };
 }
 
 export class Engine {
-  constructor(ort, config, detectorSession, modelSession) {
+  constructor(ort, config, detectorSession, modelSession, ageSession = null) {
     this.ort = ort;
     this.config = config;
     this.detector = new BlazeFace(ort, detectorSession, config.detector);
@@ -59,6 +63,7 @@ export class Engine {
     this.classes = config.model.classes;
     this.crop = config.model.crop;
     this.temperature = config.model.temperature;
+    this.age = ageSession; // Python's AgeEstimator: the softmax expectation over one-year bins
     this.backend = { name: "WebAssembly SIMD", threads: ort.env.wasm.numThreads, isolated: Boolean(globalThis.crossOriginIsolated) };
   }
 
@@ -67,21 +72,34 @@ export class Engine {
     return new FaceTracker(this.config.tracking);
   }
 
-  /** Class probabilities (one {class: p} per box) of the faces at pixel ``boxes`` of an RGB image. */
-  async classify(img, boxes) {
-    if (!boxes.length) return [];
-    const { size, channels } = this.crop;
-    const input = normalize(boxes.map((box) => cropFace(img, box, this.crop)));
+  /** Softmax rows (one array per box) of ``session`` on the faces at pixel ``boxes``, cut by ``crop``. */
+  async softmax(session, img, boxes, crop, k, temperature) {
+    const { size, channels } = crop;
+    const input = normalize(boxes.map((box) => cropFace(img, box, crop)));
     const tensor = new this.ort.Tensor("float32", input, [boxes.length, channels, size, size]);
-    const logits = (await this.model.run({ [this.model.inputNames[0]]: tensor }))[this.model.outputNames[0]].data;
-    const k = this.classes.length;
+    const logits = (await session.run({ [session.inputNames[0]]: tensor }))[session.outputNames[0]].data;
     return boxes.map((_, n) => {
-      const z = Array.from(logits.subarray(n * k, (n + 1) * k), (v) => v / this.temperature);
+      const z = Array.from(logits.subarray(n * k, (n + 1) * k), (v) => v / temperature);
       const top = Math.max(...z);
       const e = z.map((v) => Math.exp(v - top));
       const total = e.reduce((a, b) => a + b, 0);
-      return Object.fromEntries(this.classes.map((c, i) => [c, e[i] / total]));
+      return e.map((v) => v / total);
     });
+  }
+
+  /** Class probabilities (one {class: p} per box) of the faces at pixel ``boxes`` of an RGB image. */
+  async classify(img, boxes) {
+    if (!boxes.length) return [];
+    const rows = await this.softmax(this.model, img, boxes, this.crop, this.classes.length, this.temperature);
+    return rows.map((p) => Object.fromEntries(this.classes.map((c, i) => [c, p[i]])));
+  }
+
+  /** Ages in years of the faces at pixel ``boxes`` (none without an age model). */
+  async ages(img, boxes) {
+    if (!this.age || !boxes.length) return boxes.map(() => undefined);
+    const { classes, crop, temperature } = this.config.age;
+    const rows = await this.softmax(this.age, img, boxes, crop, classes.length, temperature);
+    return rows.map((p) => p.reduce((sum, v, i) => sum + v * Number(classes[i]), 0));
   }
 
   /** Faces and emotions in an RGB image, as Python's ImageResult.to_dict() (plus timings).
@@ -92,8 +110,12 @@ export class Engine {
     let detections = await this.detector.detect(img);
     const detected = performance.now();
     if (!tracker) detections = [...detections].sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
-    const probabilities = await this.classify(img, detections.map((d) => d.box));
-    let faces = detections.map((d, i) => ({ ...d, face_id: i, probabilities: probabilities[i], landmarkNames: this.detector.landmarks }));
+    const boxes = detections.map((d) => d.box);
+    const [probabilities, ages] = [await this.classify(img, boxes), await this.ages(img, boxes)];
+    let faces = detections.map((d, i) => ({
+      ...d, face_id: i, probabilities: probabilities[i], landmarkNames: this.detector.landmarks,
+      ...(ages[i] === undefined ? {} : { age: ages[i] }),
+    }));
     if (tracker) faces = tracker.update(faces);
     const end = performance.now();
     return {

@@ -217,7 +217,7 @@ export function toGray(img) {
   return makeImage(img.width, img.height, 1, out);
 }
 
-/** emolens.data.preprocess.to_channels: grey ↔ RGB. */
+/** emolens.preprocess.to_channels: grey ↔ RGB. */
 export function toChannels(img, channels) {
   if (img.channels === channels) return img;
   if (channels === 1) return toGray(img);
@@ -244,7 +244,7 @@ function equalizeLut(values, offset, stride) {
   return lut;
 }
 
-/** emolens.data.preprocess.equalize: histogram equalisation of grey, or of the luma Y of YCrCb. */
+/** emolens.preprocess.equalize: histogram equalisation of grey, or of the luma Y of YCrCb. */
 export function equalize(img) {
   const { data, width, height } = img;
   if (img.channels === 1) {
@@ -274,7 +274,7 @@ export function equalize(img) {
   return makeImage(width, height, 3, out);
 }
 
-// ------------------------------------------------------------------ crops (emolens.data.preprocess)
+// ------------------------------------------------------------------ crops (emolens.preprocess)
 
 /** Widen an [x1, y1, x2, y2] box by ``margin`` per side, optionally squared about its centre. */
 export function expandBox([x1, y1, x2, y2], margin, square) {
@@ -317,7 +317,7 @@ export function region(img, x1, y1, x2, y2) {
   return makeImage(w, y2 - y1, cn, out);
 }
 
-/** emolens.data.preprocess.prepare: a cropped face as the model's uint8 size×size×channels input. */
+/** emolens.preprocess.prepare: a cropped face as the model's uint8 size×size×channels input. */
 export function prepare(face, spec) {
   let img = face;
   if (face.width !== spec.size || face.height !== spec.size) {
@@ -328,14 +328,14 @@ export function prepare(face, spec) {
   return spec.contrast === "equalize" ? equalize(img) : img;
 }
 
-/** emolens.data.preprocess.crop_face: the face in ``box`` of an RGB image, as the model expects. */
+/** emolens.preprocess.crop_face: the face in ``box`` of an RGB image, as the model expects. */
 export function cropFace(img, box, spec) {
   return prepare(cropBox(img, box, spec.margin, spec.square), spec);
 }
 
 const NORMALIZE = Float32Array.from({ length: 256 }, (_, v) => f32(f32(f32(v * f32(1 / 255)) - 0.5) / 0.5));
 
-/** emolens.data.preprocess.normalize: uint8 faces (same size) → float32 N×C×H×W in [-1, 1]. */
+/** emolens.preprocess.normalize: uint8 faces (same size) → float32 N×C×H×W in [-1, 1]. */
 export function normalize(faces) {
   const { width: w, height: h, channels: cn } = faces[0];
   const plane = w * h;

@@ -27,23 +27,25 @@ export class FaceTracker {
   }
 
   /** ``faces``: [{box: [x1, y1, x2, y2], probabilities: {class: p}, ...}]; returns copies with
-   *  ``face_id`` and smoothed probabilities, in the same order. */
+   *  ``face_id`` and smoothed probabilities (and ``age``, when faces carry one), in the same order. */
   update(faces) {
     const pairs = this.match(faces.map((f) => f.box));
     const s = this.smoothing;
     const out = faces.map((face, i) => {
       let track = pairs.get(i);
       if (track === undefined) {
-        track = { faceId: this.nextId++, box: face.box, probabilities: { ...face.probabilities }, missed: 0 };
+        track = { faceId: this.nextId++, box: face.box, probabilities: { ...face.probabilities }, missed: 0, age: face.age };
         this.tracks.push(track);
       } else {
         const smoothed = {};
         for (const [k, v] of Object.entries(face.probabilities)) smoothed[k] = s * (track.probabilities[k] ?? v) + (1 - s) * v;
         track.probabilities = smoothed;
+        if (face.age !== undefined) track.age = track.age === undefined ? face.age : s * track.age + (1 - s) * face.age;
         track.box = face.box;
         track.missed = 0;
       }
-      return { ...face, probabilities: { ...track.probabilities }, face_id: track.faceId };
+      const age = face.age === undefined ? {} : { age: track.age };
+      return { ...face, probabilities: { ...track.probabilities }, face_id: track.faceId, ...age };
     });
     const seen = new Set(pairs.values());
     for (const t of this.tracks) if (!seen.has(t)) t.missed += 1;

@@ -1,0 +1,38 @@
+"""Box geometry shared by detectors, tracking, dataset readers and evaluation.
+
+A box is pixel (x1, y1, x2, y2), x2/y2 exclusive; YOLO labels are normalised (xc, yc, w, h).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Round a box to ints inside the image; None when less than 2 px of it is left."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+    return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection-over-union of N×4 and M×4 (x1, y1, x2, y2) boxes (extra columns ignored)."""
+    a, b = a[:, None, :4].astype(np.float64), b[None, :, :4].astype(np.float64)
+    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), axis=-1)
+    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
+    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
+    return inter / (area_a + area_b - inter + 1e-9)
+
+
+def box_iou(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Intersection-over-union of two (x1, y1, x2, y2) boxes."""
+    return float(iou_matrix(np.asarray(a)[None], np.asarray(b)[None])[0, 0])
+
+
+def from_yolo(xc: float, yc: float, w: float, h: float, width: int, height: int) -> Box:
+    """A normalised YOLO box (centre x, centre y, width, height) as pixel (x1, y1, x2, y2) in a width×height image."""
+    return (xc - w / 2) * width, (yc - h / 2) * height, (xc + w / 2) * width, (yc + h / 2) * height

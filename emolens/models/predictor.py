@@ -1,0 +1,34 @@
+"""A checkpoint or run folder behind the :class:`emolens.predictor.Predictor` contract, run in torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emolens.models.checkpoint import load_model
+from emolens.predictor import predict_in_batches
+from emolens.preprocess import CropSpec
+
+
+class TorchPredictor:
+    """A checkpoint or run folder (its best.pt) on ``device``; ``temperature`` divides the logits
+    (1: the raw model, as evaluation uses it; the exported value: what the ONNX file serves)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> None:
+        self.device = torch.device(device)
+        self.model, meta = load_model(path, map_location=self.device)
+        self.model.to(self.device)
+        self.classes: tuple[str, ...] = tuple(meta["classes"])
+        self.crop = CropSpec.from_dict(meta["crop"])
+        self.model_name: str = meta["model_name"]
+        self.temperature = temperature
+
+    def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """float32 N×K probabilities for uint8 N×H×W×C faces (resized to ``crop`` when they are not)."""
+        with torch.inference_mode():
+            return predict_in_batches(self._logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
