@@ -13,7 +13,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from emolens.data.datasets import DatasetError, DatasetWarning, Split
+from emolens.data.splits import Split
+from emolens.errors import DatasetError, DatasetWarning
 from emolens.preprocess import resize_to
 from emolens.files import atomic_path
 

@@ -14,7 +14,9 @@ from PIL import Image
 
 from emolens.files import atomic_write
 from emolens.age import is_age_model
-from emolens.data.datasets import ArraySplit, DatasetWarning, FileSplit, Split, load_dataset
+from emolens.data.datasets import load_dataset
+from emolens.data.splits import ArraySplit, FileSplit, Split
+from emolens.errors import DatasetWarning
 from emolens.progress import Tracked
 
 

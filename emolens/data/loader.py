@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emolens.data.datasets import DatasetError, DatasetWarning, Split
+from emolens.data.splits import Split
+from emolens.errors import DatasetError, DatasetWarning
 from emolens.preprocess import MEAN, STD, resize_to
 from emolens.data.sources import epoch_indices
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from emolens.data.cache import load_arrays
-from emolens.data.datasets import DatasetError, load_dataset
+from emolens.data.datasets import load_dataset
+from emolens.errors import DatasetError
 from emolens.preprocess import CropSpec
 from emolens.labels import ClassSelection, canonical_or_none
 
@@ -146,7 +147,7 @@ def load_source(
     """Decode one source's train and validation splits with targets over the run's ``classes``."""
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge),
-        seed=seed, box_margin=crop.margin, box_square=crop.square,
+        seed=seed, crop=crop,
     )
     val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
     if "train" not in dataset.splits or val_name is None:

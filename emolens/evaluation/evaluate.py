@@ -173,7 +173,7 @@ def evaluate_model(
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     predictor = load_predictor(model, device)
-    dataset = load_dataset(data, format=format, box_margin=predictor.crop.margin, box_square=predictor.crop.square)
+    dataset = load_dataset(data, format=format, crop=predictor.crop)
     split_name = split or next((s for s in DEFAULT_SPLITS if s in dataset.splits), None)
     if split_name is None:
         raise ValueError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")

@@ -144,7 +144,7 @@ def reference_faces(
     from emolens.data import load_arrays, load_dataset
 
     spec = CropSpec.from_dict(crop)
-    dataset = load_dataset(data, box_margin=spec.margin, box_square=spec.square)
+    dataset = load_dataset(data, crop=spec)
     faces, labels = load_arrays(dataset.split(split), spec.size, spec.channels, cache_dir=cache_dir, contrast=spec.contrast)
     labels = remap(labels, dataset.classes, list(classes) if is_age_model(classes) else [canonical(c) for c in classes])
     idx = np.flatnonzero(labels >= 0)
