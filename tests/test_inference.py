@@ -262,8 +262,9 @@ def test_video_single_face_stable_id_and_outputs(rec, media, tmp_path):
 
 def test_video_smoothing_reduces_jitter(media):
     path = media / "pyfeat_single_face.mp4"
-    rough = analyze_video(Recognizer(model=model_path(), smoothing=0.0), path, max_frames=30)
-    smooth = analyze_video(Recognizer(model=model_path(), smoothing=0.8), path, max_frames=30)
+    rec = Recognizer(model=model_path())
+    rough = analyze_video(rec, path, smoothing=0.0, max_frames=30)
+    smooth = analyze_video(rec, path, smoothing=0.8, max_frames=30)
     col = f"p_{rough.classes[0]}"
 
     def jitter(v):

@@ -1,9 +1,11 @@
-"""The web app through FastAPI's TestClient, with the real Recognizer and bundled default model."""
+"""The web app through FastAPI's TestClient (and once as a real ``emolens serve``), with the real Recognizer
+and bundled default model."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import cv2
@@ -186,3 +188,61 @@ def test_analyze_video(client: TestClient, media: Path, recognizer) -> None:
     assert as_video.status_code == 400 and "expected a video" in as_video.json()["detail"]
     text = client.post("/api/v1/analyze-video", files={"file": ("clip.mp4", b"not a video" * 100, "video/mp4")})
     assert text.status_code == 400 and "expected MP4" in text.json()["detail"]
+
+
+def test_serve_detect_every_on_a_real_server(client: TestClient, media: Path, tmp_path: Path) -> None:
+    """``emolens serve --detect-every 3 --age``: the live stream re-classifies the last boxes for two
+    frames before detecting again, uploaded videos are analysed the same way, and ages come along."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import numpy as np
+    from websockets.sync.client import connect
+
+    face = video_frames_jpeg(media / "pyfeat_single_face.mp4", count=1)[0]
+    blank = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))[1].tobytes()
+    with client.websocket_connect(STREAM) as ws:  # every frame detected (the default)
+        every = []
+        for data in (face, blank):
+            ws.send_bytes(data)
+            every.append(len(ws.receive_json()["faces"]))
+    assert every == [1, 0]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "emolens", "serve", "--port", str(port), "--detect-every", "3",
+                                   "--age"], stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with connect(f"ws://127.0.0.1:{port}/api/v1/stream") as ws:
+            replies = []
+            for data in (face, blank, blank, blank):
+                ws.send(data)
+                replies.append(json.loads(ws.recv(timeout=30)))
+        assert [len(r["faces"]) for r in replies] == [1, 1, 1, 0]  # frames 2-3 carry frame 1's box
+        assert replies[1]["faces"][0]["box"] == replies[2]["faces"][0]["box"] == replies[0]["faces"][0]["box"]
+        assert all(r["faces"][0]["face_id"] == 0 and 0 < r["faces"][0]["age"] < 100 for r in replies[:3])
+
+        path = media / "pyfeat_single_face.mp4"
+        video = httpx.post(f"{base}/api/v1/analyze-video", files={"file": (path.name, path.read_bytes(), "video/mp4")},
+                           timeout=120).json()
+        boxes = {r["frame"]: tuple(r[k] for k in ("x1", "y1", "x2", "y2")) for r in video["timeline"]}
+        assert len(boxes) > 60 and all(boxes[f] == boxes.get(f - f % 3) for f in boxes)
+        assert len(video["summary"]) == 1 and 0 < video["summary"][0]["median_age"] < 100
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

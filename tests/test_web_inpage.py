@@ -37,6 +37,7 @@ from emolens.boxes import box_iou  # noqa: E402
 from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector  # noqa: E402
 from emolens.images import load_image  # noqa: E402
 from emolens.inference.recognizer import Recognizer  # noqa: E402
+from emolens.inference.stream import StreamAnalyzer  # noqa: E402
 from emolens.inference.tracking import FaceTracker  # noqa: E402
 from emolens.inference.results import FaceResult  # noqa: E402
 
@@ -450,9 +451,9 @@ def test_page_tracks_and_smooths_like_python(exported: tuple[str, Path], chrome,
         return out;
     """, entries)
     recognizer = Recognizer("default", detector="blazeface")  # the model the page loads
-    tracker = recognizer.tracker()
+    stream = StreamAnalyzer(recognizer)  # the server's per-frame path
     for rgb, js_faces in zip(rgbs, page, strict=True):
-        py = tracker.update(recognizer.analyze(rgb, stream=True).faces)
+        py = stream.process(rgb, color="rgb")
         assert [f.face_id for f in py] == [f["face_id"] for f in js_faces]
         for f, g in zip(py, js_faces, strict=True):
             assert f.box == tuple(g["box"][k] for k in ("x1", "y1", "x2", "y2"))

@@ -19,6 +19,7 @@ from emolens.inference.annotate import save_image
 from emolens.errors import InputError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
+from emolens.inference.tracking import DEFAULT_SMOOTHING
 from emolens.inference.video import analyze_video, is_camera, is_realtime, write_video_outputs
 
 WINDOW = "emolens live (q quits, s saves a snapshot)"
@@ -95,8 +96,8 @@ def _open_window() -> _CvWindow | _TkWindow:
 
 
 def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path | None = None, window: bool = True,
-             detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
-             fast: bool = False) -> LiveRun:
+             detect_every: int = 1, smoothing: float = DEFAULT_SMOOTHING, max_frames: int | None = None,
+             max_seconds: float | None = None, fast: bool = False) -> LiveRun:
     """Run the loop until the source ends, ``q`` is pressed, Ctrl-C (live sources) or a limit is hit.
 
     In a window a video file plays at its own frame rate (``fast=True``: as fast as frames are
@@ -113,8 +114,8 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
         screen = WindowLoop(viewer, out or Path.cwd(), stem) if viewer else None
         start = time.perf_counter()
         result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
-                               detect_every=detect_every, max_frames=max_frames, max_seconds=max_seconds,
-                               show_fps=True, on_frame=screen, paced=window and not fast)
+                               detect_every=detect_every, smoothing=smoothing, max_frames=max_frames,
+                               max_seconds=max_seconds, show_fps=True, on_frame=screen, paced=window and not fast)
         wall = time.perf_counter() - start
         outputs = write_video_outputs(result, out, stem) if out else {}
         if out:

@@ -19,7 +19,6 @@ from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.detectors import DEFAULT_STREAM_DETECTOR, Detection, Detector, create_detector
 from emolens.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.results import FaceResult, ImageResult
-from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker, check_smoothing
 
 
 #: Optional per-face attributes (``Recognizer(attributes=...)``).
@@ -33,17 +32,23 @@ class Recognizer:
     :class:`EmotionClassifier`; ``detector``: a detector name (see
     :func:`~emolens.inference.detectors.list_detectors`; ``None`` or ``"none"``: each image is one
     face) or object. ``"default"`` uses the thorough default for photos and the fast one for video
-    frames (:meth:`detect` with ``stream=True``); any other choice serves both. ``smoothing``:
-    per-face exponential smoothing for video and live streams (0 = off; still images are never
-    smoothed); ``max_pixels``: largest image accepted (decompression-bomb guard).
+    frames (:meth:`detect` with ``stream=True``); any other choice serves both.
+    ``max_pixels``: largest image accepted (decompression-bomb guard).
     ``attributes``: more per-face estimates, opt-in — ``("age",)`` adds ``FaceResult.age`` (apparent
     age in years) from ``age_model`` (bundled ``age``, an .onnx path or an :class:`AgeEstimator`);
     nothing is loaded or run for an attribute that is off.
+
+    A recognizer holds models only, no per-stream state, so one serves any number of images and
+    streams: streams (tracking, smoothing, detection every k frames) go through
+    :class:`~emolens.inference.stream.StreamAnalyzer`.
     """
 
     def __init__(self, model: str | Path | EmotionClassifier = "default", detector: str | Detector | None = "default",
-                 smoothing: float = DEFAULT_SMOOTHING, max_pixels: int = MAX_PIXELS,
-                 attributes: Sequence[str] = (), age_model: str | Path | AgeEstimator = "age", **detector_opts: Any):
+                 max_pixels: int = MAX_PIXELS, attributes: Sequence[str] = (),
+                 age_model: str | Path | AgeEstimator = "age", **detector_opts: Any):
+        if "smoothing" in detector_opts:
+            raise TypeError("smoothing is a stream setting: analyze_video(..., smoothing=...) or "
+                            "StreamAnalyzer(recognizer, smoothing=...)")
         unknown = sorted(set(attributes) - set(ATTRIBUTES))
         if unknown:
             raise ValueError(f"unknown face attribute(s) {', '.join(unknown)}: expected some of {', '.join(ATTRIBUTES)}")
@@ -60,7 +65,6 @@ class Recognizer:
             self.stream_detector = create_detector(DEFAULT_STREAM_DETECTOR) if default else self.detector
         else:
             self.detector = self.stream_detector = detector
-        self.smoothing = check_smoothing(smoothing)
         self.max_pixels = max_pixels
 
     @property
@@ -70,10 +74,6 @@ class Recognizer:
     def __repr__(self) -> str:
         stream = "" if self.stream_detector is self.detector else f", stream_detector={self.stream_detector.name!r}"
         return f"Recognizer(model={self.classifier.path.name!r}, detector={self.detector.name!r}{stream})"
-
-    def tracker(self) -> FaceTracker:
-        """A fresh tracker for one stream, smoothing as configured."""
-        return FaceTracker(smoothing=self.smoothing)
 
     def detect(self, image_rgb: np.ndarray, stream: bool = False) -> list[Detection]:
         """Faces in an RGB image; ``stream=True`` for video frames (the fast detector when both differ).

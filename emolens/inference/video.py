@@ -24,12 +24,13 @@ import cv2
 import numpy as np
 
 from emolens.inference.annotate import annotate, draw_fps
-from emolens.inference.detectors import Detection
 from emolens.errors import InputError
 from emolens.images import check_pixels
-from emolens.files import atomic_path, write_text
+from emolens.files import atomic_path, atomic_write, write_text
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
+from emolens.inference.stream import StreamAnalyzer
+from emolens.inference.tracking import DEFAULT_SMOOTHING
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 FALLBACK_FPS = 30.0
@@ -172,30 +173,6 @@ def iter_frames(cap: cv2.VideoCapture, realtime: bool, fps: float,
         reader.close()
 
 
-class StreamAnalyzer:
-    """Per-frame recognition for one stream: detection every ``detect_every`` frames, tracking, smoothing."""
-
-    def __init__(self, recognizer: Recognizer, detect_every: int = 1):
-        if detect_every < 1:
-            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
-        self.recognizer = recognizer
-        self.detect_every = detect_every
-        self.tracker = recognizer.tracker()
-        self._count = 0
-        self._last: list[FaceResult] = []
-
-    def process(self, frame_bgr: np.ndarray) -> list[FaceResult]:
-        """Faces in one BGR frame, with stable ``face_id`` and smoothed probabilities."""
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        if self._count % self.detect_every == 0:
-            detections = self.recognizer.detect(rgb, stream=True)
-        else:
-            detections = [Detection(f.box, f.score, f.landmarks, f.landmark_names) for f in self._last]
-        self._count += 1
-        self._last = self.tracker.update(self.recognizer.classify(rgb, detections))
-        return self._last
-
-
 class VideoWriter:
     """An annotated-video file: H.264 in MP4 (browsers play it) through PyAV when it is installed
     (the ``[video]`` extra), else OpenCV's MPEG-4 Part 2 (``mp4v``), which OpenCV's wheels can write
@@ -277,13 +254,15 @@ FrameCallback = Callable[[np.ndarray, list[FaceResult], int], bool]
 
 
 def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Path | None = None,
-                  detect_every: int = 1, max_frames: int | None = None, max_seconds: float | None = None,
-                  bars: bool = True, show_fps: bool = False, on_frame: FrameCallback | None = None,
-                  max_pixels: int | None = None, paced: bool = False,
-                  on_progress: Callable[[int], None] | None = None) -> VideoResult:
+                  detect_every: int = 1, max_frames: int | None = None,
+                  max_seconds: float | None = None, bars: bool = True, show_fps: bool = False,
+                  on_frame: FrameCallback | None = None, max_pixels: int | None = None, paced: bool = False,
+                  on_progress: Callable[[int], None] | None = None, *,
+                  smoothing: float = DEFAULT_SMOOTHING) -> VideoResult:
     """Analyse a video file, camera index or stream URL.
 
-    ``annotate_to``: write the annotated video there (see :class:`VideoWriter`).
+    Frames go through a :class:`~emolens.inference.stream.StreamAnalyzer` (``detect_every``,
+    ``smoothing``). ``annotate_to``: write the annotated video there (see :class:`VideoWriter`).
     ``on_frame(annotated_bgr, faces, frame_number)`` is called for every processed frame and may
     return False to stop (live window); ``show_fps`` draws the processing rate on those frames
     only, never in the file. ``paced``: a video file plays at its own frame rate instead of as
@@ -302,7 +281,7 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
             check_pixels(*declared, f"{name} (frame size)", max_pixels)
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if fps and 1.0 <= fps <= 240.0 else FALLBACK_FPS
-        analyzer = StreamAnalyzer(recognizer, detect_every)
+        analyzer = StreamAnalyzer(recognizer, detect_every, smoothing)
         meter = FpsMeter()
         result: VideoResult | None = None
         writer: VideoWriter | None = None
@@ -345,8 +324,8 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         cap.release()
 
 
-def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> Path:
-    """One panel per face (the ``max_faces`` seen longest): each class's probability over time (PNG)."""
+def timeline_png(result: VideoResult, max_faces: int = 8) -> bytes:
+    """One panel per face (the ``max_faces`` seen longest): each class's probability over time, as PNG bytes."""
     from matplotlib.figure import Figure
 
     from emolens.inference.annotate import COLORS
@@ -369,9 +348,15 @@ def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> 
     axes[0].legend(loc="upper right", ncol=min(4, len(result.classes)), fontsize=8)
     title = Path(result.source).name if not result.source.startswith("camera") else result.source
     fig.suptitle(title.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))  # undecodable bytes → �
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> Path:
+    """:func:`timeline_png` written to ``path`` (atomically)."""
+    png = timeline_png(result, max_faces)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
 
 
 def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -384,21 +369,30 @@ def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
     return buf.getvalue()
 
 
-def write_video_outputs(result: VideoResult, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``<stem>.timeline.csv``, ``<stem>.json`` (summary and timeline), ``<stem>.summary.csv``
-    and ``<stem>.timeline.png`` into ``out_dir``."""
-    out = Path(out_dir)
+def timeline_csv(result: VideoResult) -> str:
+    """The timeline as CSV text (columns: :meth:`VideoResult.columns`)."""
+    return rows_to_csv(result.timeline, result.columns())
+
+
+def summary_csv(result: VideoResult) -> str:
+    """The per-face summary as CSV text: frames, first/last second, dominant emotion, ``median_age``
+    (with age estimation) and each class's share of frames."""
     summary_rows = [{"face_id": s["face_id"], "frames": s["frames"], "first_s": s["first_s"], "last_s": s["last_s"],
                      "dominant": s["dominant"], **{k: s[k] for k in ("median_age",) if k in s},
                      **{f"share_{c}": v for c, v in s["share"].items()}}
                     for s in result.summary()]
     age = ["median_age"] if any("median_age" in r for r in summary_rows) else []
     summary_cols = ["face_id", "frames", "first_s", "last_s", "dominant", *age, *(f"share_{c}" for c in result.classes)]
-    paths = {
-        "timeline_csv": write_text(out / f"{stem}.timeline.csv",
-                                   rows_to_csv(result.timeline, result.columns())),
+    return rows_to_csv(summary_rows, summary_cols)
+
+
+def write_video_outputs(result: VideoResult, out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Write ``<stem>.timeline.csv``, ``<stem>.json`` (summary and timeline), ``<stem>.summary.csv``
+    and ``<stem>.timeline.png`` into ``out_dir`` (each atomically)."""
+    out = Path(out_dir)
+    return {
+        "timeline_csv": write_text(out / f"{stem}.timeline.csv", timeline_csv(result)),
         "json": write_text(out / f"{stem}.json", json.dumps(result.to_dict(), indent=1)),
-        "summary_csv": write_text(out / f"{stem}.summary.csv", rows_to_csv(summary_rows, summary_cols)),
+        "summary_csv": write_text(out / f"{stem}.summary.csv", summary_csv(result)),
         "plot": plot_timeline(result, out / f"{stem}.timeline.png"),
     }
-    return paths

@@ -100,7 +100,8 @@ def analyze(
     for path in (f for f in files if f.suffix.lower() in VIDEO_SUFFIXES):
         stem = _unique(path.stem, stems)
         try:
-            video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, console)
+            video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, smoothing,
+                                   console)
         except (InputError, OSError) as e:
             errors.append({"source": describe(path), "error": str(e)})
             console.print(f"[red]error[/]: {e}")
@@ -148,6 +149,7 @@ def live(
         out = Path("emolens-live")
     try:
         run = run_live(recognizer, source, out_dir=out, window=not no_window, detect_every=detect_every,
+                       smoothing=smoothing,
                        max_frames=max_frames, max_seconds=max_seconds, fast=fast)
     except InputError as e:
         console.print(f"[red]error[/]: {e}")
@@ -162,11 +164,13 @@ def live(
 
 
 def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_pixels: int, age: bool = False) -> Any:
+    """The ``Recognizer`` for these options, ``smoothing`` checked too; a bad choice exits 2 before any work."""
     from emolens.inference.recognizer import Recognizer
+    from emolens.inference.tracking import check_smoothing
 
     try:
-        return Recognizer(model=model, detector=detector, smoothing=smoothing, max_pixels=max_pixels,
-                          attributes=("age",) if age else ())
+        check_smoothing(smoothing)
+        return Recognizer(model=model, detector=detector, max_pixels=max_pixels, attributes=("age",) if age else ())
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error[/]: {e}")
         raise typer.Exit(2) from e
@@ -247,13 +251,13 @@ def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
 
 
 def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
-                   detect_every: int, console: Any) -> Any:
+                   detect_every: int, smoothing: float, console: Any) -> Any:
     from emolens.inference.video import analyze_video, frame_count, write_video_outputs
     from emolens.progress import progress
 
     with progress(path.name, frame_count(path)) as advance:
         video = analyze_video(recognizer, path, annotate_to=annotate_dir / f"{stem}.mp4" if annotate_dir else None,
-                              detect_every=detect_every, on_progress=advance)
+                              detect_every=detect_every, smoothing=smoothing, on_progress=advance)
     console.print(f"[bold]{path}[/]: {video.width}x{video.height}, {video.frames} frames, {video.duration_s:.1f} s")
     _print_summary(console, video)
     if artifact_dir is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from emolens.apps.cli.infer_cmds import DETECTOR_HELP, MODEL_HELP
+from emolens.inference.tracking import DEFAULT_SMOOTHING
 
 
 def serve(
@@ -16,6 +17,10 @@ def serve(
     detector: str = typer.Option("default", "--detector", "-d", help=DETECTOR_HELP),
     age: bool = typer.Option(False, "--age", help="Also estimate each face's apparent age (server-side recognition, "
                                                   "uploads and the REST API; see emolens/weights/age.md)."),
+    detect_every: int = typer.Option(1, "--detect-every", min=1, help="Server-side live streams and uploaded videos: "
+                                                                       "detect faces every k-th frame."),
+    smoothing: float = typer.Option(DEFAULT_SMOOTHING, help="Per-face smoothing of live and video probabilities "
+                                                            "(0 = off)."),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload (413 above it)."),
     keep_uploads: Path | None = typer.Option(
         None, file_okay=False, help="Save uploaded photos and videos here (by default nothing is kept)."
@@ -32,11 +37,11 @@ def serve(
     from emolens.apps.web.server import Settings, create_app, server_config
 
     hosts = (*LOCAL_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *allow_host)
-    settings = Settings(model=model, detector=detector, age=age, max_upload_mb=max_upload_mb, keep_uploads=keep_uploads,
-                        allowed_hosts=hosts)
     try:
+        settings = Settings(model=model, detector=detector, age=age, detect_every=detect_every, smoothing=smoothing,
+                            max_upload_mb=max_upload_mb, keep_uploads=keep_uploads, allowed_hosts=hosts)
         app = create_app(settings=settings)
-    except (FileNotFoundError, ValueError) as exc:  # unknown model or detector
+    except (FileNotFoundError, ValueError) as exc:  # unknown model or detector, smoothing out of range
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"emolens: open http://{host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
     uvicorn.Server(server_config(app, settings, host, port)).run()

@@ -82,15 +82,15 @@ def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: s
     return InPageAssets(config, files)
 
 
-def add_routes(app: Any, recognizer: Recognizer) -> None:
+def add_routes(app: Any, recognizer: Recognizer, smoothing: float) -> None:
     """Serve the page's ``/assets/config.json``, ``/assets/model.onnx`` and ``/assets/detector.onnx``
-    (and ``/assets/age.onnx`` with age on) for ``recognizer``'s models, stream detector (see
-    :func:`browser_detector`) and smoothing."""
+    (and ``/assets/age.onnx`` with age on) for ``recognizer``'s models and stream detector (see
+    :func:`browser_detector`), with the server's stream ``smoothing``."""
     from fastapi import HTTPException
     from fastapi.responses import FileResponse
 
     assets = inpage_assets(recognizer.classifier, browser_detector(recognizer.stream_detector.name),
-                           recognizer.smoothing, age=recognizer.age)
+                           smoothing, age=recognizer.age)
 
     @app.get("/assets/config.json", include_in_schema=False)
     def config() -> dict[str, Any]:

@@ -32,14 +32,16 @@ import emolens
 from emolens.apps.web.guards import (LOCAL_HOSTS, TRY_AGAIN_LATER, BodyLimit, HostGuard, SecurityHeaders, WorkLimit,
                                      guarded_protocol)
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
-from emolens.apps.web.stream import StreamSession, serve_stream
+from emolens.apps.web.stream import serve_stream
 from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
 from emolens.inference.annotate import annotate as draw_faces
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
 from emolens.errors import InputError, LimitError
 from emolens.inference.recognizer import Recognizer
-from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, write_video_outputs
+from emolens.inference.stream import StreamAnalyzer, check_detect_every
+from emolens.inference.tracking import DEFAULT_SMOOTHING, check_smoothing
+from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, summary_csv, timeline_csv, timeline_png
 from emolens.limits import WEB_MAX_PIXELS
 
 STATIC = Path(__file__).with_name("static")
@@ -61,12 +63,16 @@ class Settings:
     ``max_queued``: analysis requests admitted beyond the ``workers`` running ones (more get 503);
     ``allowed_hosts``: names the ``Host`` header may carry (``*``: any);
     ``read_timeout_s``: for a request head to arrive, and for an upload to bring more data;
-    ``upload_timeout_s``: for a whole upload; ``max_connections``: open connections, streams included.
+    ``upload_timeout_s``: for a whole upload; ``max_connections``: open connections, streams included;
+    ``detect_every``, ``smoothing``: live streams and uploaded videos (see
+    :class:`~emolens.inference.stream.StreamAnalyzer`).
     """
 
     model: str = "default"
     detector: str = "default"
     age: bool = False  # also estimate each face's age (server-side recognition only)
+    detect_every: int = 1
+    smoothing: float = DEFAULT_SMOOTHING
     max_upload_mb: float = 50.0
     max_pixels: int = WEB_MAX_PIXELS
     max_frame_mb: float = 2.0
@@ -81,6 +87,10 @@ class Settings:
     read_timeout_s: float = 10.0
     upload_timeout_s: float = 120.0
     max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        check_detect_every(self.detect_every)
+        check_smoothing(self.smoothing)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -209,8 +219,8 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
             return
         active_streams += 1
         try:
-            session = StreamSession(recognizer, recognizer.tracker(), settings.max_pixels, settings.max_frame_bytes)
-            await serve_stream(websocket, session, executor)
+            analyzer = StreamAnalyzer(recognizer, settings.detect_every, settings.smoothing)
+            await serve_stream(websocket, analyzer, executor, settings.max_pixels, settings.max_frame_bytes)
         finally:
             active_streams -= 1
 
@@ -220,7 +230,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
     app.add_middleware(WorkLimit, max_requests=settings.workers + settings.max_queued)
     app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
-    add_inpage_routes(app, recognizer)  # /assets/: config and models for recognition in the page
+    add_inpage_routes(app, recognizer, settings.smoothing)  # /assets/: config and models for recognition in the page
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -237,21 +247,20 @@ def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: Bi
         with path.open("wb") as out:
             shutil.copyfileobj(upload, out)
         try:
-            result = analyze_video(recognizer, path, max_seconds=settings.max_video_seconds,
-                                   max_pixels=settings.max_pixels)
+            result = analyze_video(recognizer, path, detect_every=settings.detect_every, smoothing=settings.smoothing,
+                                   max_seconds=settings.max_video_seconds, max_pixels=settings.max_pixels)
         except LimitError as exc:
             raise HTTPException(413, str(exc).replace(str(path), name)) from None
         except InputError:
             raise HTTPException(400, f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
         suffix = Path(name).suffix.lower()
         keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
-        result.source = name
-        outputs = write_video_outputs(result, tmp, "video")
-        files = {
-            "timeline.png": ("image/png", outputs["plot"].read_bytes()),
-            "timeline.csv": ("text/csv", outputs["timeline_csv"].read_bytes()),
-            "summary.csv": ("text/csv", outputs["summary_csv"].read_bytes()),
-        }
+    result.source = name
+    files = {
+        "timeline.png": ("image/png", timeline_png(result)),
+        "timeline.csv": ("text/csv", timeline_csv(result).encode("utf-8", "backslashreplace")),
+        "summary.csv": ("text/csv", summary_csv(result).encode("utf-8", "backslashreplace")),
+    }
     return result.to_dict(), files
 
 

@@ -3,8 +3,9 @@
 One binary message is one frame; each gets exactly one JSON reply (``ImageResult.to_dict()``
 plus ``seq`` and ``server_ms``, or ``{"seq", "error"}``). Clients send the next frame only
 after the reply, so at most one frame per client is ever in flight and slow clients drop
-frames instead of queueing them. Each connection has its own tracker (stable face ids and
-smoothed probabilities).
+frames instead of queueing them. Each connection has its own
+:class:`~emolens.inference.stream.StreamAnalyzer` (stable face ids, smoothing, detection every
+k frames), the same per-frame path as videos and ``emolens live``.
 """
 
 from __future__ import annotations
@@ -14,54 +15,45 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
-from fastapi import HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
 
-from emolens.apps.web.uploads import decode_image
-from emolens.inference.recognizer import Recognizer
-from emolens.inference.tracking import FaceTracker
-
-
-class StreamSession:
-    """One connection's state: the recognizer it shares, its own tracker, a frame counter."""
-
-    def __init__(self, recognizer: Recognizer, tracker: FaceTracker, max_pixels: int, max_bytes: int) -> None:
-        self.recognizer = recognizer
-        self.tracker = tracker
-        self.max_pixels = max_pixels
-        self.max_bytes = max_bytes
-        self.seq = 0
-
-    def process(self, data: bytes) -> dict[str, Any]:
-        """Analyze one frame (runs in a worker thread) and build its reply."""
-        self.seq += 1
-        start = time.perf_counter()
-        try:
-            if len(data) > self.max_bytes:
-                raise HTTPException(413, f"frame is {len(data)} bytes; the limit is {self.max_bytes}")
-            rgb, _ = decode_image(data, self.max_pixels, f"frame {self.seq}")
-        except HTTPException as exc:
-            return {"seq": self.seq, "error": exc.detail}
-        result = self.recognizer.analyze(rgb, color="rgb", stream=True)
-        result.source = "stream"
-        result.faces = self.tracker.update(result.faces)
-        reply = result.to_dict()
-        reply.update(seq=self.seq, server_ms=round((time.perf_counter() - start) * 1000, 1))
-        return reply
+from emolens.errors import InputError
+from emolens.images import decode
+from emolens.inference.results import ImageResult
+from emolens.inference.stream import StreamAnalyzer
 
 
-async def serve_stream(websocket: WebSocket, session: StreamSession, executor: Executor) -> None:
+def frame_reply(analyzer: StreamAnalyzer, seq: int, data: bytes, max_pixels: int, max_bytes: int) -> dict[str, Any]:
+    """Decode and analyze frame number ``seq`` (runs in a worker thread) and build its reply; a
+    frame over ``max_bytes`` or ``max_pixels``, or not an image, gets an error reply instead."""
+    start = time.perf_counter()
+    if len(data) > max_bytes:
+        return {"seq": seq, "error": f"frame is {len(data)} bytes; the limit is {max_bytes}"}
+    try:
+        rgb, _ = decode(data, max_pixels, f"frame {seq}")
+    except InputError as exc:
+        return {"seq": seq, "error": str(exc)}
+    reply = ImageResult("stream", rgb.shape[1], rgb.shape[0], analyzer.process(rgb, color="rgb")).to_dict()
+    reply.update(seq=seq, server_ms=round((time.perf_counter() - start) * 1000, 1))
+    return reply
+
+
+async def serve_stream(websocket: WebSocket, analyzer: StreamAnalyzer, executor: Executor, max_pixels: int,
+                       max_bytes: int) -> None:
     """Answer frames until the client disconnects; inference runs in ``executor``."""
     loop = asyncio.get_running_loop()
+    seq = 0
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            seq += 1
             data = message.get("bytes")
             if data is None:
-                session.seq += 1
-                await websocket.send_json({"seq": session.seq, "error": "send frames as binary JPEG messages"})
+                await websocket.send_json({"seq": seq, "error": "send frames as binary JPEG messages"})
                 continue
-            await websocket.send_json(await loop.run_in_executor(executor, session.process, data))
+            await websocket.send_json(await loop.run_in_executor(executor, frame_reply, analyzer, seq, data,
+                                                                 max_pixels, max_bytes))
     except WebSocketDisconnect:
         return
