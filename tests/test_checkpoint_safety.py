@@ -18,7 +18,7 @@ from emolens.apps.cli import app  # noqa: E402
 from emolens.models import create_model  # noqa: E402
 from emolens.models.checkpoint import init_from, load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from emolens.training.config import TrainConfig  # noqa: E402
-from emolens.training.train import rng_state  # noqa: E402
+from emolens.training.run import rng_state  # noqa: E402
 
 
 class TouchMarker:

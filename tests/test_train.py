@@ -78,9 +78,9 @@ def test_resume_continues_exactly(fer_small, tmp_path):
 
 def _killed_at_last(monkeypatch, at_epoch: int, after: bool) -> None:
     """Make the run die right before (or after) it writes last.pt of ``at_epoch``."""
-    import emolens.training.train as train_module
+    import emolens.training.run as run_module
 
-    real = train_module.save_checkpoint
+    real = run_module.save_checkpoint
 
     def dying(state, path):
         kill = Path(path).name == "last.pt" and state["epoch"] == at_epoch
@@ -90,7 +90,7 @@ def _killed_at_last(monkeypatch, at_epoch: int, after: bool) -> None:
         if kill:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", dying)
+    monkeypatch.setattr(run_module, "save_checkpoint", dying)
 
 
 def test_kill_between_checkpoints_keeps_best_and_scalars(fer_small, tmp_path, monkeypatch):
@@ -120,6 +120,18 @@ def test_resume_after_a_stop_in_the_first_epoch(fer_small, tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["train", "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "last.pt")["epoch"] == 0
+
+
+def test_a_stop_in_the_first_epoch_keeps_the_init_weights(fer_small, tmp_path, monkeypatch):
+    fit(_cfg(fer_small, tmp_path / "first", tmp_path / "cache", epochs=1, amp="off"), log=QUIET)
+    run = tmp_path / "run"
+    _killed_at_last(monkeypatch, at_epoch=0, after=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(fer_small, run, tmp_path / "cache", epochs=1, amp="off", init=str(tmp_path / "first" / "best.pt")), log=QUIET)
+    monkeypatch.undo()
+    lines: list[str] = []
+    fit(TrainConfig.load(run / "config.json"), resume=True, log=lines.append)
+    assert any(line.startswith("init from ") for line in lines), lines
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""``emolens train``: recipe config, one-epoch/evaluate functions, the training loop, DDP via torchrun.
+"""``emolens train``: config, recipe factories, the run folder (``RunDir``), one-epoch/validation
+functions, the training loop, DDP via torchrun.
 
-``python -m emolens.training ARGS`` is ``emolens train ARGS`` (handy under ``torchrun -m``).
+Under torchrun: ``torchrun --nproc_per_node=N -m emolens train ARGS``.
 """

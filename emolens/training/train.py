@@ -1,12 +1,10 @@
-"""``emolens train``: the training loop around :mod:`engine` — data, model, optimiser, schedule,
-checkpoints, resume, logs and DDP."""
+"""``emolens train``: the training loop around :mod:`engine` — data, model, the epochs and DDP.
+The recipe's factories are :mod:`recipe` and :mod:`precision`; the run folder is :class:`RunDir`."""
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,25 +15,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolens.age import AGE_CLASSES, bin_centers, describe_classes, gaussian_targets
+from emolens.age import AGE_CLASSES, describe_classes, gaussian_targets
 from emolens.data.loader import ArrayLoader
 from emolens.preprocess import CropSpec
 from emolens.data.sources import (
     SourceData, SourceSpec, load_source, mix_targets, smooth_targets, source_classes, union_classes,
 )
-from emolens.evaluation.plots import plot_curves
-from emolens.files import atomic_write
 from emolens.models import create_model, get_model_info
-from emolens.models.checkpoint import BEST, LAST, init_from, load_checkpoint, save_checkpoint
+from emolens.models.checkpoint import init_from
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
 from emolens.training.engine import global_sums, predict_logits, train_one_epoch
-from emolens.training.losses import AgeLoss, SoftTargetCrossEntropy, target_classes
-
-CONFIG = "config.json"
-HISTORY = "history.csv"
-CURVES = "curves.png"
-TENSORBOARD = "tb"
+from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
+from emolens.training.recipe import (
+    extend_schedule, make_augment, make_criterion, make_optimizer, make_scheduler, step_scheduler,
+)
+from emolens.training.run import Progress, RunDir, TrainState, seed_everything
 
 Log = Callable[[str], None]
 
@@ -49,92 +44,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
-
-
-def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
-    """Pick the autocast precision; returns (fp16|bf16|off, why).
-
-    ``auto``: fp16 with a GradScaler on CUDA; on CPUs bf16 only where oneDNN runs it natively
-    (AVX512-BF16/AMX — measured 1.4–2.2× faster training here), fp32 elsewhere, where bf16 is
-    emulated and slower.
-    """
-    if mode != "auto":
-        return mode, "as requested"
-    if device.type == "cuda":
-        return "fp16", "CUDA: fp16 autocast with GradScaler"
-    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "bf16", "CPU with native bf16 support: bf16 autocast"
-    return "off", "CPU without native bf16: bf16 autocast would be slower, training in fp32"
-
-
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def make_augment(kind: str, input_size: int) -> nn.Module | None:
-    """``default``: rotation ±15°, zoom 0.8–1.2, shift ±10 %, h-flip 0.5; ``strong`` adds a
-    random crop (pad by 1/12 of the size, crop back) and random erasing."""
-    from emolens.data.augment import BatchAugment
-
-    if kind == "none":
-        return None
-    if kind == "strong":
-        return BatchAugment(rotation=15.0, zoom=(0.8, 1.2), shift=0.1, hflip=0.5, random_crop=max(1, input_size // 12), erasing=0.25)
-    return BatchAugment(rotation=15.0, zoom=(0.8, 1.2), shift=0.1, hflip=0.5)
-
-
-def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """n / (k · count_c), the scikit-learn "balanced" heuristic."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """The LR schedule; ``onecycle`` steps per batch, the others once per epoch."""
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
-        )
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * max(steps_per_epoch, 1))
-
-
-def write_history(history: list[dict[str, float]], run_dir: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(run_dir / HISTORY, write)
 
 
 def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.DistInfo, str]:
@@ -298,152 +207,127 @@ def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device,
     return {"acc": within / max(n, 1), "mae": abs_err / max(n, 1), "loss": loss / max(n, 1)}
 
 
+def _model(cfg: TrainConfig, num_classes: int, device: torch.device, info: distributed.DistInfo,
+           init: str | None, log: Log) -> tuple[nn.Module, nn.Module]:
+    """The model on ``device``, started from ``init`` weights when given, and the module that
+    trains it (the model itself, or its DDP wrapper)."""
+    model = create_model(cfg.model, num_classes, cfg.input_size, cfg.channels)
+    if init:
+        report = init_from(model, init)
+        log(f"init from {init}: {len(report['loaded'])} tensors loaded, {len(report['adapted'])} adapted "
+            f"(RGB↔gray), {len(report['skipped'])} skipped: {', '.join(report['skipped']) or '-'}, "
+            f"{len(report['missing'])} not in the file")
+    model.to(device, memory_format=memory_format(device, cfg.amp))  # see precision: no channels_last for fp32 on CPU
+    if not info.enabled:
+        return model, model
+    return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _resume(run: RunDir, state: TrainState, cfg: TrainConfig, rank: int, device: torch.device, log: Log) -> Progress:
+    """The run's progress restored from its last.pt into ``state``; from epoch 0 when none was written."""
+    progress = run.restore(state, device, rank, cfg.seed)
+    if progress is None:
+        log(f"{run.path}: no epoch finished before the stop; starting from epoch 0")
+        return Progress.fresh(cfg.task)
+    extend_schedule(cfg, state.scheduler, log)
+    log(f"resuming {run.path} at epoch {progress.next_epoch} "
+        f"(best val {_score_text(cfg.task, progress.best_score)} at epoch {progress.best_epoch})")
+    return progress
+
+
+def _validate(cfg: TrainConfig, model: nn.Module, val_sets: list[ValSet], device: torch.device,
+              criterion: nn.Module) -> tuple[dict[str, float], float]:
+    """The validation metrics and the score that picks best.pt (higher is better: the accuracy,
+    or minus the age MAE; saved as best_val_acc)."""
+    amp_dtype = AMP_DTYPES[cfg.amp]
+    if cfg.task == "age":
+        val = validate_age(model, val_sets, device, amp_dtype, criterion, cfg.age_sigma)
+        return val, -val["mae"]
+    val = validate(model, val_sets, device, amp_dtype, cfg.select)
+    return val, val["acc"]
+
+
+def _history_row(epoch: int, lr: float, train: dict[str, float], val: dict[str, float], seconds: float) -> dict[str, float]:
+    """One epoch's row of history.csv (and of the checkpoints' history); FloatingPointError when a
+    loss is not finite."""
+    if not all(math.isfinite(v) for v in (train["loss"], val["loss"])):
+        raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train['loss']}, val {val['loss']})")
+    return {
+        "epoch": epoch, "lr": lr,
+        "train_loss": round(train["loss"], 5), "train_acc": round(train["acc"], 5),
+        "val_loss": round(val["loss"], 5), "val_acc": round(val["acc"], 5),
+        **{f"val_{k}": round(v, 5) for k, v in val.items() if k not in ("acc", "loss")},
+        "epoch_s": round(seconds, 2), "train_images_per_s": round(train["images_per_s"], 1),
+    }
+
+
+def _epoch_line(row: dict[str, float], val: dict[str, float], improved: bool) -> str:
+    per_source = " ".join(f"{k} {v:.4f}" for k, v in val.items() if k not in ("acc", "loss"))
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if improved else ''} ({per_source}) | "
+            f"lr {row['lr']:.2e} | {row['epoch_s']:.1f}s, {row['train_images_per_s']:.0f} img/s")
+
+
 def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns a summary dict."""
-    run_dir = Path(cfg.out)
+    run = RunDir(cfg.out)
     cfg, device, info, amp_why = _setup(cfg)
-    amp = cfg.amp
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
     crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin, contrast=cfg.contrast)
     classes, train_loader, val_sets, targets = _loaders(cfg, crop, device, info, log)
-
     seed_everything(cfg.seed + info.rank)
-    model = create_model(cfg.model, len(classes), cfg.input_size, cfg.channels)
-    if cfg.init and not resume:
-        report = init_from(model, cfg.init)
-        log(f"init from {cfg.init}: {len(report['loaded'])} tensors loaded, {len(report['adapted'])} adapted "
-            f"(RGB↔gray), {len(report['skipped'])} skipped: {', '.join(report['skipped']) or '-'}, "
-            f"{len(report['missing'])} not in the file")
-    from emolens.training.precision import memory_format  # no channels_last for fp32 on CPU: oneDNN crashes
-    model.to(device, memory_format=memory_format(device, amp))
-    train_model: nn.Module = model
-    if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    top = target_classes(torch.from_numpy(targets)).numpy()
-    weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
-    if cfg.task == "age":
-        criterion: nn.Module = AgeLoss(torch.from_numpy(bin_centers(classes)), cfg.age_l1).to(device)
-    else:
-        criterion = SoftTargetCrossEntropy(weight).to(device)
+    restarting = resume and run.last_pt.is_file()  # a run stopped in its first epoch starts again from --init
+    model, train_model = _model(cfg, len(classes), device, info, None if restarting else cfg.init, log)
+    criterion = make_criterion(cfg, classes, targets, device)
     optimizer = make_optimizer(cfg, model.parameters())
-    scheduler = make_scheduler(cfg, optimizer, len(train_loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    amp_dtype = AMP_DTYPES[amp]
-
-    start_epoch, best_acc, best_epoch, history = 0, -math.inf if cfg.task == "age" else -1.0, -1, []
-    if resume and not (run_dir / LAST).is_file():
-        log(f"{run_dir}: no epoch finished before the stop; starting from epoch 0")
-        resume = False
-    if resume:
-        ckpt = load_checkpoint(run_dir / LAST, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if cfg.scheduler == "cosine" and scheduler.T_max != cfg.epochs:
-            # (the recursive cosine update continues smoothly from the current lr to min_lr at the new end)
-            log(f"cosine schedule: {scheduler.T_max} → {cfg.epochs} epochs from the current lr")
-            scheduler.T_max = cfg.epochs
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_val_acc"], ckpt["best_epoch"]
-        history = [row for row in ckpt["history"] if row["epoch"] < start_epoch]
-        if info.is_main:
-            set_rng_state(ckpt["rng"])
-        else:
-            seed_everything(cfg.seed + info.rank + 1000 * start_epoch)
-        log(f"resuming {run_dir} at epoch {start_epoch} (best val {_score_text(cfg.task, best_acc)} at epoch {best_epoch})")
-
+    state = TrainState(model, optimizer, make_scheduler(cfg, optimizer, len(train_loader)),
+                       torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"))
+    progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress.fresh(cfg.task)
     params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
         f"{f' × {info.world_size} processes' if info.enabled else ''}, "
-        f"{torch.get_num_threads()} CPU threads, precision {amp} ({amp_why})")
-
-    writer = None
+        f"{torch.get_num_threads()} CPU threads, precision {cfg.amp} ({amp_why})")
     if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / CONFIG)
-        writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_epoch)
-
-    meta = {
-        "task": cfg.task,
-        "model_name": cfg.model,
-        "model_kwargs": {},
-        "classes": classes,
-        "crop": crop.to_dict(),
-        "config": cfg.to_dict(),
-    }
-    stop_reason = "epochs done"
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        if best_epoch >= 0 and cfg.early_stopping and epoch - best_epoch > cfg.early_stopping:
+        run.open(cfg, progress.next_epoch)
+    meta = {"task": cfg.task, "model_name": cfg.model, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
+            "config": cfg.to_dict()}
+    start, stop_reason = progress.next_epoch, "epochs done"
+    epoch = start - 1
+    for epoch in range(start, cfg.epochs):
+        if progress.stalled(epoch, cfg.early_stopping):
             stop_reason = f"early stopping: no better val {'MAE' if cfg.task == 'age' else 'accuracy'} for {cfg.early_stopping} epochs"
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(
-            train_model, train_loader, criterion, optimizer, device, epoch=epoch, amp_dtype=amp_dtype,
-            scaler=scaler, clip_grad=cfg.clip_grad,
-            batch_scheduler=scheduler if cfg.scheduler == "onecycle" else None, progress=True,
+            train_model, train_loader, criterion, optimizer, device, epoch=epoch, amp_dtype=AMP_DTYPES[cfg.amp],
+            scaler=state.scaler, clip_grad=cfg.clip_grad,
+            batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True,
         )
-        if cfg.task == "age":
-            val = validate_age(model, val_sets, device, amp_dtype, criterion, cfg.age_sigma)
-        else:
-            val = validate(model, val_sets, device, amp_dtype, cfg.select)
-        score = -val["mae"] if cfg.task == "age" else val["acc"]  # higher is better; saved as best_val_acc
-        if cfg.scheduler == "plateau":
-            scheduler.step(score)
-        elif cfg.scheduler == "cosine":
-            scheduler.step()
-        if not all(math.isfinite(v) for v in (train["loss"], val["loss"])):
-            raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train['loss']}, val {val['loss']})")
-        improved = score > best_acc
-        if improved:
-            best_acc, best_epoch = score, epoch
-        row = {
-            "epoch": epoch, "lr": lr,
-            "train_loss": round(train["loss"], 5), "train_acc": round(train["acc"], 5),
-            "val_loss": round(val["loss"], 5), "val_acc": round(val["acc"], 5),
-            **{f"val_{k}": round(v, 5) for k, v in val.items() if k not in ("acc", "loss")},
-            "epoch_s": round(time.perf_counter() - t0, 2), "train_images_per_s": round(train["images_per_s"], 1),
-        }
-        history.append(row)
+        val, score = _validate(cfg, model, val_sets, device, criterion)
+        step_scheduler(cfg, state.scheduler, score)
+        improved = progress.record(epoch, score, _history_row(epoch, lr, train, val, time.perf_counter() - t0))
         if info.is_main:
-            state = {
-                **meta, "model": model.state_dict(), "epoch": epoch, "best_val_acc": best_acc, "best_epoch": best_epoch,
-                "val_acc": val["acc"], "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_state(), "history": history,
-            }
-            # Logs and best.pt before last.pt: a kill in between re-runs this epoch on resume, which
-            # purges and rewrites its scalars and, the run being deterministic, best.pt too.
-            for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
-                writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", row[key], epoch)
-            writer.flush()
-            if improved:
-                save_checkpoint(state, run_dir / BEST)
-            save_checkpoint(state, run_dir / LAST)
-            write_history(history, run_dir)
-            plot_curves(history, run_dir / CURVES)
-        per_source = " ".join(f"{k} {v:.4f}" for k, v in val.items() if k not in ("acc", "loss"))
-        log(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if improved else ''} ({per_source}) | "
-            f"lr {lr:.2e} | {row['epoch_s']:.1f}s, {row['train_images_per_s']:.0f} img/s")
-    if writer is not None:
-        writer.close()
+            run.save_epoch(meta, state, progress, val["acc"])
+        log(_epoch_line(progress.history[-1], val, improved))
+    run.close()
     distributed.barrier()
     distributed.teardown()
-    ran = [r for r in history if r["epoch"] >= start_epoch]
-    summary = {
-        "run_dir": str(run_dir), "best_val_acc": best_acc, "best_epoch": best_epoch, "last_epoch": epoch,
-        "stop_reason": stop_reason,
+    log(f"done ({stop_reason}): best val {_score_text(cfg.task, progress.best_score)} at epoch {progress.best_epoch}; "
+        f"checkpoints in {run.path}")
+    return _summary(run, progress, start, epoch, stop_reason)
+
+
+def _summary(run: RunDir, progress: Progress, start: int, last_epoch: int, stop_reason: str) -> dict[str, Any]:
+    ran = [r for r in progress.history if r["epoch"] >= start]
+    return {
+        "run_dir": str(run.path), "best_val_acc": progress.best_score, "best_epoch": progress.best_epoch,
+        "last_epoch": last_epoch, "stop_reason": stop_reason,
         "mean_epoch_s": float(np.mean([r["epoch_s"] for r in ran])) if ran else 0.0,
         "mean_train_images_per_s": float(np.mean([r["train_images_per_s"] for r in ran])) if ran else 0.0,
     }
-    log(f"done ({stop_reason}): best val {_score_text(cfg.task, best_acc)} at epoch {best_epoch}; checkpoints in {run_dir}")
-    return summary
 
 
 def _score_text(task: str, score: float) -> str:

@@ -62,20 +62,6 @@ def models_cmd(
     console.print(table)
 
 
-def _on_this_machine(saved: dict, given: dict) -> dict:
-    """A saved run config with its device re-chosen when it was CUDA and this machine has none,
-    and its precision re-chosen when the device kind changes (a CUDA run resumed on a CPU)."""
-    import torch
-
-    device = str(given.get("device", saved["device"]))
-    if "device" not in given and device.startswith("cuda") and not torch.cuda.is_available():
-        device = "auto"
-    kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
-    if kind != str(saved["device"]).split(":")[0] and "amp" not in given:
-        return {**saved, "device": device, "amp": "auto"}
-    return {**saved, "device": device}
-
-
 def train_cmd(
     data: Optional[list[str]] = typer.Option(
         None, "--data",
@@ -125,29 +111,25 @@ def train_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache (default $EMOLENS_CACHE or ~/.cache/emolens)."),
 ) -> None:
     """Train a model with the specified recipe on one or more datasets (DDP when started by torchrun)."""
-    from emolens.training.train import CONFIG, fit
+    given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "force", "arch", "model")}
+    from emolens.training.run import RunDir
+    from emolens.training.train import fit
 
     if model is not None:
         typer.secho("note: train --model is deprecated; it is --arch now (--model names trained models elsewhere)",
                     fg=typer.colors.YELLOW, err=True)
         arch = arch or model
-    given = {k: v for k, v in locals().items()
-             if v is not None and k not in ("resume", "force", "arch", "model", "CONFIG", "fit")}
     if arch is not None:
         given["model"] = arch
     given = {k: [str(x) for x in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v
              for k, v in given.items()}
     try:
         if resume is not None:
-            config_path = resume / CONFIG
-            if not config_path.is_file():
-                raise _fail(f"--resume {resume}: no {CONFIG} there (not a run folder)")
-            saved = _on_this_machine(TrainConfig.load(config_path).to_dict(), given)
-            cfg = TrainConfig.from_dict({**saved, **given, "out": str(resume)})
+            cfg = RunDir(resume).resumed_config(given)
         else:
             if not data or out is None:
                 raise _fail("--data and --out are required (or --resume RUN_DIR)")
-            if not force and ((out / CONFIG).is_file() or any(out.glob("*.pt"))):
+            if not force and RunDir(out).holds_run():
                 raise _fail(f"--out {out} already holds a run: continue it with --resume {out}, "
                             f"or start over with --force (its checkpoints are overwritten)")
             cfg = TrainConfig(**given)

@@ -1,0 +1,78 @@
+"""The training recipe's factories: augmentation, loss, optimiser and learning-rate schedule, each
+built from a :class:`TrainConfig` (precision is :mod:`emolens.training.precision`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emolens.age import bin_centers
+from emolens.training.config import TrainConfig
+from emolens.training.losses import AgeLoss, SoftTargetCrossEntropy, target_classes
+
+
+def make_augment(kind: str, input_size: int) -> nn.Module | None:
+    """``default``: rotation ±15°, zoom 0.8–1.2, shift ±10 %, h-flip 0.5; ``strong`` adds a
+    random crop (pad by 1/12 of the size, crop back) and random erasing."""
+    from emolens.data.augment import BatchAugment
+
+    if kind == "none":
+        return None
+    if kind == "strong":
+        return BatchAugment(rotation=15.0, zoom=(0.8, 1.2), shift=0.1, hflip=0.5, random_crop=max(1, input_size // 12), erasing=0.25)
+    return BatchAugment(rotation=15.0, zoom=(0.8, 1.2), shift=0.1, hflip=0.5)
+
+
+def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """n / (k · count_c), the scikit-learn "balanced" heuristic."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def make_criterion(cfg: TrainConfig, classes: list[str], targets: np.ndarray, device: torch.device) -> nn.Module:
+    """Age: :class:`AgeLoss` over the bins; expression: the masked soft-target cross-entropy,
+    class-weighted by the training targets' top classes with ``--class-weights balanced``."""
+    if cfg.task == "age":
+        return AgeLoss(torch.from_numpy(bin_centers(classes)), cfg.age_l1).to(device)
+    top = target_classes(torch.from_numpy(targets)).numpy()
+    weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
+    return SoftTargetCrossEntropy(weight).to(device)
+
+
+def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (Nesterov) with the config's learning rate and weight decay."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    """The LR schedule; ``onecycle`` steps per batch, the others once per epoch."""
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * max(steps_per_epoch, 1))
+
+
+def step_scheduler(cfg: TrainConfig, scheduler: Any, score: float) -> None:
+    """The end-of-epoch step: plateau on the validation score, cosine once; onecycle steps per batch."""
+    if cfg.scheduler == "plateau":
+        scheduler.step(score)
+    elif cfg.scheduler == "cosine":
+        scheduler.step()
+
+
+def extend_schedule(cfg: TrainConfig, scheduler: Any, log: Callable[[str], None]) -> None:
+    """On resume with other ``--epochs``, a cosine schedule ends at the new last epoch (the
+    recursive cosine update continues smoothly from the current lr to min_lr there)."""
+    if cfg.scheduler == "cosine" and scheduler.T_max != cfg.epochs:
+        log(f"cosine schedule: {scheduler.T_max} → {cfg.epochs} epochs from the current lr")
+        scheduler.T_max = cfg.epochs
