@@ -7,7 +7,7 @@ SOURCE ?= 0
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install install-all live test bench
+.PHONY: install install-all live lint test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,9 @@ install-all: $(VENV)/.installed-all  ## training, web server and test tools too
 live: install  ## live recognition with the bundled default model (SOURCE=0|FILE|URL, ARGS=...)
 	$(BIN)/emolens live --source $(SOURCE) $(ARGS)
 
-test: install-all  ## the whole test suite
+lint: install-all  ## ruff check (what `make test` runs first); `ruff format FILE` for new code
+	$(BIN)/ruff check .
+
+test: install-all  ## lint (ruff, configured in pyproject.toml), then the whole test suite
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -42,7 +42,7 @@ def test_serve_age_answers_with_ages(media: Path) -> None:
 
 
 @pytest.mark.slow
-def test_page_estimates_ages_like_python(exported: tuple[str, Path], chrome, media: Path) -> None:
+def test_page_estimates_ages_like_python(exported: tuple[str, Path], chrome, media: Path) -> None:  # noqa: F811  (pytest fixtures imported above)
     url, dest = exported
     chrome.get(f"{url}/?mode=browser")
     wait_for_mode(chrome)

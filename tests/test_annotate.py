@@ -62,3 +62,19 @@ def test_annotate_draws_no_fps_and_save_image_writes_any_name(tmp_path):
     assert (out[:30, :80] == 90).all()  # the top-left corner stays clean: FPS is drawn only in live windows
     name = tmp_path / "caf\udce9.jpg"  # not valid UTF-8, as some file systems hold
     assert save_image(out, name) == name and cv2.imdecode(np.fromfile(name, np.uint8), cv2.IMREAD_COLOR).shape == out.shape
+
+
+def test_result_keeps_its_image_and_draws_on_a_copy(rec, media):
+    """``ImageResult.image`` is the decoded photo, never serialised; ``annotated()`` draws on a copy."""
+    from emolens.images import load_image
+    from emolens.inference.results import ImageResult
+
+    result = rec.analyze(media / "deepface_couple.jpg")
+    original = load_image(media / "deepface_couple.jpg")
+    assert (result.image == original).all() and "image" not in repr(result)
+    assert "image" not in result.to_dict() and all("image" not in r for r in result.to_rows())
+    bgr = result.annotated(color="bgr", bars=False)
+    assert (bgr == annotate(original[:, :, ::-1].copy(), result.faces, bars=False)).all()
+    assert (result.image == original).all()  # untouched
+    with pytest.raises(ValueError, match="no image"):
+        ImageResult("x.jpg", 10, 10).annotated()

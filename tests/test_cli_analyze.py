@@ -133,3 +133,40 @@ def test_live_window_on_a_virtual_screen(tmp_path, media, monkeypatch):
     finally:
         screen.terminate()
         screen.wait(timeout=10)
+
+
+def test_annotate_decodes_each_image_once_and_matches_result_annotated(media, tmp_path, monkeypatch):
+    """--annotate draws on the image the result carries: one decode per file, the same pixels as
+    ``result.annotated()``, and no image outlives its chunk of IMAGES_IN_MEMORY."""
+    import gc
+    import weakref
+
+    import emolens.images
+    from emolens.apps.cli import infer_cmds
+    from emolens.inference.annotate import save_image
+    from emolens.inference.recognizer import Recognizer
+
+    paths = [media / "pyfeat_multi_face.jpg", media / "deepface_couple.jpg", media / "face_recognition_obama_and_biden.jpg"]
+    decode, calls, alive = emolens.images.decode, [], []
+
+    def counting_decode(source, *args, **kwargs):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in decoded))
+        calls.append(Path(source).name)
+        rgb, fmt = decode(source, *args, **kwargs)
+        decoded.append(weakref.ref(rgb))
+        return rgb, fmt
+
+    decoded: list[weakref.ref] = []
+    monkeypatch.setattr(emolens.images, "decode", counting_decode)
+    monkeypatch.setattr(infer_cmds, "IMAGES_IN_MEMORY", 1)
+    r = run("analyze", *paths, "--model", model_path(), "--annotate", tmp_path / "ann")
+    assert r.exit_code == 0, r.output
+    assert calls == [p.name for p in paths]  # each file decoded once, annotating included
+    assert alive == [0, 0, 0]  # the previous chunk's images are released before the next is decoded
+    monkeypatch.setattr(emolens.images, "decode", decode)
+    result = Recognizer(model_path()).analyze(paths[0])
+    assert result.image is not None and "image" not in result.to_dict()
+    mine = save_image(result.annotated(color="bgr"), tmp_path / "mine.jpg")
+    assert mine.read_bytes() == (tmp_path / "ann" / "pyfeat_multi_face.jpg").read_bytes()
+    assert (result.annotated() == result.annotated(color="bgr")[:, :, ::-1]).all()

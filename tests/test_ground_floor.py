@@ -31,7 +31,7 @@ def _class_folders(root: Path) -> Path:
     Image.fromarray(pixels).save(root / "happy" / "a_rotated.jpg", exif=exif.tobytes())
     rgba = np.dstack([pixels, np.tile(np.array([0, 255], np.uint8), (40, 40))])
     Image.fromarray(rgba, "RGBA").save(root / "happy" / "b_alpha.png")
-    Image.fromarray((np.arange(40 * 80, dtype=np.uint16).reshape(40, 80) * 20)).save(root / "happy" / "c_16bit.png")
+    Image.fromarray(np.arange(40 * 80, dtype=np.uint16).reshape(40, 80) * 20).save(root / "happy" / "c_16bit.png")
     return root
 
 

@@ -216,7 +216,7 @@ def check_face(face: dict, classes: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_browser_mode_sends_nothing_and_switches_to_the_server(server_url: str, chrome) -> None:
+def test_browser_mode_sends_nothing_and_switches_to_the_server(server_url: str, chrome) -> None:  # noqa: F811  (a pytest fixture imported above)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

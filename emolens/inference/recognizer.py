@@ -103,18 +103,21 @@ class Recognizer:
 
         ``image``: a path, a PIL image, or a uint8 (or 16-bit/float) numpy array whose channel order
         is ``color`` — "rgb" by default (emolens' convention); pass ``color="bgr"`` for OpenCV frames.
-        ``stream=True`` marks a video frame (see :meth:`detect`).
+        ``stream=True`` marks a video frame (see :meth:`detect`). The result keeps the decoded RGB
+        image (``result.image``, drawn by ``result.annotated()``).
         Raises :class:`~emolens.errors.InputError` for an unusable input.
         """
         rgb = load_image(image, color, self.max_pixels)
         h, w = rgb.shape[:2]
-        return ImageResult(describe(image), w, h, self.classify(rgb, self.detect(rgb, stream)))
+        return ImageResult(describe(image), w, h, self.classify(rgb, self.detect(rgb, stream)), rgb)
 
     def analyze_batch(self, images: Sequence[ImageInput], batch_size: int = 64, color: Color = "rgb",
                       sources: Sequence[str] | None = None) -> list[ImageResult]:
         """Like :meth:`analyze` for many images; faces from all images are classified in batches.
 
         ``sources`` optionally names the results (default: the path or a description of each input).
+        Each result keeps its image, so holding all of them holds every image: for many files, call
+        this per chunk (as ``emolens analyze`` does) or set ``result.image = None`` once done with it.
         """
         if not images:
             return []
@@ -132,6 +135,6 @@ class Recognizer:
         results, start = [], 0
         for name, rgb, dets in zip(names, rgbs, detections, strict=True):
             faces = self._faces(dets, probs[start:start + len(dets)], None if ages is None else ages[start:start + len(dets)])
-            results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], faces))
+            results.append(ImageResult(name, rgb.shape[1], rgb.shape[0], faces, rgb))
             start += len(dets)
         return results

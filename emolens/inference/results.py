@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emolens.images import Color
 
 
 def _pandas() -> Any:
@@ -64,12 +67,34 @@ class FaceResult:
 
 @dataclass
 class ImageResult:
-    """All faces found in one image (an empty list when there are none)."""
+    """All faces found in one image (an empty list when there are none).
+
+    ``image``: the uint8 H×W×3 RGB array the faces were found in (set by ``Recognizer.analyze`` and
+    ``analyze_batch``; the caller's own array when it already was one, not a copy), so that
+    :meth:`annotated` needs no second decode. It lives as long as the result does and is never
+    serialised (:meth:`to_dict`, :meth:`to_rows`); set it to None to keep only the faces.
+    """
 
     source: str
     width: int
     height: int
     faces: list[FaceResult] = field(default_factory=list)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def annotated(self, bars: bool = True, color: Color = "rgb") -> np.ndarray:
+        """A new copy of :attr:`image` with the faces drawn on it (boxes, labels and, with ``bars``,
+        probability panels: :func:`emolens.inference.annotate.annotate`), channels ordered as
+        ``color`` says ("bgr" for OpenCV, e.g. ``save_image``). ValueError when the image was not kept."""
+        import cv2
+
+        from emolens.inference.annotate import annotate
+
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        if self.image is None:
+            raise ValueError(f"{self.source}: the result holds no image to draw on (image is None)")
+        bgr = annotate(cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR), self.faces, bars=bars, copy=False)
+        return bgr if color == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def to_dict(self) -> dict[str, Any]:
         return {

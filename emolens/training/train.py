@@ -76,7 +76,7 @@ class ValSet:
     the classes it defines."""
 
     name: str
-    loader: Any
+    loader: ArrayLoader
     mask: torch.Tensor
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from emolens.inference.detectors import DEFAULT_DETECTOR, DEFAULT_STREAM_DETECTOR, list_detectors
 from emolens.inference.tracking import DEFAULT_SMOOTHING
 from emolens.limits import MAX_PIXELS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from emolens.inference.recognizer import Recognizer
+    from emolens.inference.results import ImageResult, VideoResult
 
 MODEL_HELP = ("trained model: a bundled name (default → mixed8; `emolens models` lists them), an exported "
               ".onnx file, or a run folder holding one")
@@ -52,6 +58,7 @@ def analyze(
     """
     from rich.console import Console
 
+    from emolens.inference.annotate import save_image
     from emolens.inference.detectors import probably_face_crop
     from emolens.errors import InputError
     from emolens.images import IMAGE_SUFFIXES, describe
@@ -78,7 +85,7 @@ def analyze(
         for start in range(0, len(images), IMAGES_IN_MEMORY):
             batch = _analyze_images(recognizer, images[start:start + IMAGES_IN_MEMORY], batch_size)
             advance(len(batch))
-            for path, outcome, rgb in batch:
+            for path, outcome in batch:
                 if isinstance(outcome, InputError):
                     errors.append({"source": str(path), "error": str(outcome)})
                     console.print(f"[red]error[/]: {outcome}")
@@ -86,14 +93,15 @@ def analyze(
                 entries.append({"kind": "image", **outcome.to_dict()})
                 rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
                 _print_image(console, outcome)
-                if not outcome.faces and probably_face_crop(recognizer.detector, rgb):
+                if not outcome.faces and probably_face_crop(recognizer.detector, outcome.image):
                     crops += 1
                 if annotate_dir:
                     try:
-                        _save_annotated(rgb, outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg")
+                        save_image(outcome.annotated(color="bgr"), annotate_dir / f"{_unique(path.stem, stems)}.jpg")
                     except OSError as e:
                         errors.append({"source": str(path), "error": f"{path}: annotated image not written: {e}"})
                         console.print(f"[red]error[/]: {errors[-1]['error']}")
+                outcome.image = None  # only this chunk's images are ever held
     if crops:
         console.print(f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face "
                       f"fills the image); if they are, analyse them with --detector none (each image is one face)")
@@ -163,7 +171,8 @@ def live(
         console.print(f"  {kind}: {path}")
 
 
-def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_pixels: int, age: bool = False) -> Any:
+def _recognizer(console: Console, model: str, detector: str, smoothing: float, max_pixels: int,
+                age: bool = False) -> Recognizer:
     """The ``Recognizer`` for these options, ``smoothing`` checked too; a bad choice exits 2 before any work."""
     from emolens.inference.recognizer import Recognizer
     from emolens.inference.tracking import check_smoothing
@@ -176,7 +185,7 @@ def _recognizer(console: Any, model: str, detector: str, smoothing: float, max_p
         raise typer.Exit(2) from e
 
 
-def _check_outputs(console: Any, json_out: Path | None, csv_out: Path | None, annotate_dir: Path | None) -> None:
+def _check_outputs(console: Console, json_out: Path | None, csv_out: Path | None, annotate_dir: Path | None) -> None:
     """Exit 2 before any work when an output path cannot be what it is asked to be."""
     problems = [f"{flag} {p}: is a folder; expected a file path" for flag, p in (("--json", json_out), ("--csv", csv_out))
                 if p is not None and p.is_dir()]
@@ -214,9 +223,9 @@ def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], l
     return files, errors
 
 
-def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list[tuple[Path, Any, Any]]:
-    """(path, ImageResult or InputError, RGB array or None) per image; faces of all readable images
-    are classified together."""
+def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list[tuple[Path, Any]]:
+    """(path, ImageResult or InputError) per image, each file decoded once (the result keeps its
+    image); faces of all readable images are classified together."""
     from emolens.errors import InputError
     from emolens.images import load_image
 
@@ -229,8 +238,7 @@ def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list
     results = recognizer.analyze_batch([a for _, a in loaded], batch_size=batch_size,
                                        sources=[str(p) for p, _ in loaded])
     outcomes.update({p: r for (p, _), r in zip(loaded, results)})
-    arrays = dict(loaded)
-    return [(p, outcomes[p], arrays.get(p)) for p in paths]
+    return [(p, outcomes[p]) for p in paths]
 
 
 def _unique(stem: str, used: set[str]) -> str:
@@ -242,16 +250,8 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
-def _save_annotated(rgb: Any, result: Any, out: Path) -> None:
-    import cv2
-
-    from emolens.inference.annotate import annotate, save_image
-
-    save_image(annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces, copy=False), out)
-
-
-def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
-                   detect_every: int, smoothing: float, console: Any) -> Any:
+def _analyze_video(recognizer: Recognizer, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
+                   detect_every: int, smoothing: float, console: Console) -> VideoResult:
     from emolens.inference.video import analyze_video, frame_count, write_video_outputs
     from emolens.progress import progress
 
@@ -266,7 +266,7 @@ def _analyze_video(recognizer: Any, path: Path, stem: str, annotate_dir: Path | 
     return video
 
 
-def _print_image(console: Any, result: Any) -> None:
+def _print_image(console: Console, result: ImageResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.source} ({result.width}x{result.height}): {len(result.faces)} face(s)",
@@ -281,7 +281,7 @@ def _print_image(console: Any, result: Any) -> None:
     console.print(table)
 
 
-def _print_summary(console: Any, video: Any) -> None:
+def _print_summary(console: Console, video: VideoResult) -> None:
     from rich.table import Table
 
     summary = video.summary()

@@ -16,12 +16,15 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import emolens
 from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI  # the [web] extra: imported when routes are added, not with this module
 
 STATIC = Path(__file__).with_name("static")
 #: Detectors the page can run, and the BlazeFace variant behind each.
@@ -82,7 +85,7 @@ def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: s
     return InPageAssets(config, files)
 
 
-def add_routes(app: Any, recognizer: Recognizer, smoothing: float) -> None:
+def add_routes(app: FastAPI, recognizer: Recognizer, smoothing: float) -> None:
     """Serve the page's ``/assets/config.json``, ``/assets/model.onnx`` and ``/assets/detector.onnx``
     (and ``/assets/age.onnx`` with age on) for ``recognizer``'s models and stream detector (see
     :func:`browser_detector`), with the server's stream ``smoothing``."""

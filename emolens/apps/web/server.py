@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cv2
 from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
@@ -34,7 +34,6 @@ from emolens.apps.web.guards import (LOCAL_HOSTS, TRY_AGAIN_LATER, BodyLimit, Ho
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
 from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
-from emolens.inference.annotate import annotate as draw_faces
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
 from emolens.errors import InputError, LimitError
@@ -43,6 +42,9 @@ from emolens.inference.stream import StreamAnalyzer, check_detect_every
 from emolens.inference.tracking import DEFAULT_SMOOTHING, check_smoothing
 from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, summary_csv, timeline_csv, timeline_png
 from emolens.limits import WEB_MAX_PIXELS
+
+if TYPE_CHECKING:
+    import uvicorn
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
@@ -273,13 +275,12 @@ def _analyze_upload(recognizer: Recognizer, settings: Settings, data: bytes, sou
     result.source = source
     reply = result.to_dict()
     if annotate:
-        bgr = draw_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result.faces)
-        _, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        _, jpeg = cv2.imencode(".jpg", result.annotated(color="bgr"), [cv2.IMWRITE_JPEG_QUALITY, 85])
         reply["annotated_jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
     return reply
 
 
-def server_config(app: FastAPI, settings: Settings, host: str, port: int, log_level: str = "info") -> Any:
+def server_config(app: FastAPI, settings: Settings, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
     """The ``uvicorn.Config`` that ``emolens serve`` runs: request heads must arrive within
     ``read_timeout_s``, at most ``max_connections`` are open, WebSocket messages fit one frame."""
     import uvicorn
