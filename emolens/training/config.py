@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from emolens.age import TASKS
 from emolens.preprocess import CONTRASTS
@@ -17,6 +18,19 @@ AMP_MODES = ("auto", "off", "fp16", "bf16")
 CLASS_WEIGHTS = ("none", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
 
+_REQUIRED = object()
+
+
+def _cli(default: Any = _REQUIRED, *, help: str, flag: str | None = None, short: str | None = None,
+         path: bool = False) -> Any:
+    """A field that is also a ``train`` command-line option, declared here once.
+
+    The metadata is plain data (no typer here: the CLI builds its options from it):
+    ``help`` (``{default}`` is replaced by the field's default), ``flag`` (default ``--field-name``),
+    ``short`` (an alias such as ``-o``) and ``path`` (the option takes file paths, stored as strings)."""
+    meta = {"cli": {"help": help, "flag": flag, "short": short, "path": path}}
+    return field(metadata=meta) if default is _REQUIRED else field(default=default, metadata=meta)
+
 
 @dataclass
 class TrainConfig:
@@ -24,45 +38,86 @@ class TrainConfig:
     ReduceLROnPlateau on validation accuracy (×0.1 after 5 flat epochs, down to 1e-6),
     early stopping after 10, gradient clipping at 1.0."""
 
-    data: list[str]  # one or more sources, ``PATH[,key=value...]`` (see emolens.data.sources)
-    out: str
-    task: str = "expression"  # expression | age (one-year age bins, best checkpoint by validation MAE)
-    age_sigma: float = 2.0  # age: width in years of the Gaussian label distribution
-    age_l1: float = 0.1  # age: weight of the L1 term on the expected age (years)
+    data: list[str] = _cli(  # one or more sources, ``PATH[,key=value...]`` (see emolens.data.sources)
+        help="(required unless --resume) Dataset folder or file (any layout); repeat for several. Per-source options: "
+        "PATH,weight=W,votes=CSV,label_mix=A,name=N,format=F,keep=a+b,drop=c (see docs/training.md).",
+    )
+    out: str = _cli(
+        help="(required unless --resume) Run folder: checkpoints, config.json, history.csv, curves.png, tb/.",
+        short="-o", path=True,
+    )
+    task: str = _cli(  # expression | age (one-year age bins, best checkpoint by validation MAE)
+        "expression", help="expression (default) | age (UTKFace-style data: one-year age bins, Gaussian label "
+        "distributions + L1 on the expected age, best checkpoint by val MAE).",
+    )
+    age_sigma: float = _cli(  # age: width in years of the Gaussian label distribution
+        2.0, help="--task age: width of the Gaussian label distribution in years (default {default}).",
+    )
+    age_l1: float = _cli(  # age: weight of the L1 term on the expected age (years)
+        0.1, help="--task age: weight of the L1 term on the expected age (default {default}).",
+    )
     model: str = "mini-xception"
-    format: str = "auto"
-    keep: str | None = None
-    drop: str | None = None
-    merge: str | None = None
-    input_size: int | None = None  # None: the model's default
-    channels: int | None = None
-    margin: float = 0.1  # face-box margin of the crop spec (box datasets are cut with it too)
-    contrast: str = "none"  # contrast normalisation of the crop spec: none | equalize
-    epochs: int = 60
-    batch_size: int = 64  # per process
-    lr: float = 1e-3
-    optimizer: str = "adam"
+    format: str = _cli("auto", help="Dataset layout (default auto).")
+    keep: str | None = _cli(None, help="Only these classes, e.g. anger,happy,neutral.")
+    drop: str | None = _cli(None, help="Every class but these, e.g. contempt.")
+    merge: str | None = _cli(None, help="Merge classes, e.g. 'anger=anger+disgust'.")
+    input_size: int | None = _cli(  # None: the model's default
+        None, help="Input size in pixels (default: the model's).",
+    )
+    channels: int | None = _cli(None, help="1 (gray) or 3 (RGB) (default: the model's).")
+    margin: float = _cli(  # face-box margin of the crop spec (box datasets are cut with it too)
+        0.1, help="Face-box margin per side of the crop spec (default {default}).",
+    )
+    contrast: str = _cli(  # contrast normalisation of the crop spec: none | equalize
+        "none", help="Contrast normalisation of every face: none | equalize (default none).",
+    )
+    epochs: int = _cli(60, help="Epochs (default {default}).")
+    batch_size: int = _cli(64, help="Batch size per process (default {default}).")
+    lr: float = _cli(1e-3, help="Learning rate (default {default}).")
+    optimizer: str = _cli("adam", help="adam | adamw | sgd (Nesterov, momentum 0.9); default adam.")
     momentum: float = 0.9  # sgd only (Nesterov)
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    class_weights: str = "none"
-    scheduler: str = "plateau"
+    weight_decay: float = _cli(0.0, help="Weight decay (default {default}).")
+    label_smoothing: float = _cli(0.0, help="Label smoothing (default {default}).")
+    class_weights: str = _cli("none", help="none | balanced (default none).")
+    scheduler: str = _cli(
+        "plateau", help="plateau (×0.1 after 5 epochs without better val acc, min 1e-6) | cosine | onecycle; default plateau.",
+    )
     plateau_factor: float = 0.1
     plateau_patience: int = 5
     min_lr: float = 1e-6
-    early_stopping: int = 10  # epochs without a better val accuracy; 0 = off
-    clip_grad: float = 1.0  # max gradient norm; 0 = off
-    amp: str = "auto"  # resolved to fp16 / bf16 / off
-    augment: str = "default"
-    seed: int = 0
-    select: str = "mean"  # checkpoint selection: mean of the sources' val accuracies, or one source's name
-    teacher: list[str] | None = None  # saved teacher outputs (`emolens teach`), averaged where they overlap
-    distill_weight: float = 0.5  # share of the teacher's probabilities in each matched target
-    teacher_members: str | None = None  # comma-separated teacher indices to average (default all)
-    init: str | None = None
-    workers: int = 0  # CPU threads per process; 0 = all available cores shared by local processes
-    device: str = "auto"  # resolved to cpu / cuda / cuda:N
-    cache_dir: str | None = None
+    early_stopping: int = _cli(  # epochs without a better val accuracy; 0 = off
+        10, help="Stop after N epochs without better val acc; 0 = off (default {default}).",
+    )
+    clip_grad: float = _cli(1.0, help="Max gradient norm; 0 = off (default {default}).")
+    amp: str = _cli(  # resolved to fp16 / bf16 / off
+        "auto", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32) | off | fp16 | bf16.",
+    )
+    augment: str = _cli(
+        "default", help="default (rotation ±15°, zoom 0.8–1.2, shift ±10%, h-flip) | strong (+ random crop, erasing) | none.",
+    )
+    seed: int = _cli(0, help="Random seed (default {default}).")
+    select: str = _cli(  # checkpoint selection: mean of the sources' val accuracies, or one source's name
+        "mean", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name.",
+    )
+    teacher: list[str] | None = _cli(  # saved teacher outputs (`emolens teach`), averaged where they overlap
+        None, help="Distil from saved teacher outputs (`emolens teach`); repeatable.", path=True,
+    )
+    distill_weight: float = _cli(  # share of the teacher's probabilities in each matched target
+        0.5, help="Teacher share of each matched target (default {default}).",
+    )
+    teacher_members: str | None = _cli(  # comma-separated teacher indices to average (default all)
+        None, help="Teachers of the file to average, e.g. 0,2 (default all).",
+    )
+    init: str | None = _cli(
+        None, help="Start from local weights (state dict or checkpoint); mismatched heads are skipped.", path=True,
+    )
+    workers: int = _cli(  # CPU threads per process; 0 = all available cores shared by local processes
+        0, help="CPU threads per process; 0 = all cores shared by local processes.",
+    )
+    device: str = _cli("auto", help="auto | cpu | cuda | cuda:N (default auto).")  # resolved to cpu / cuda / cuda:N
+    cache_dir: str | None = _cli(
+        None, help="Decoded-image cache (default $EMOLENS_CACHE or ~/.cache/emolens).", path=True,
+    )
     world_size: int = 1  # resolved from the torchrun environment
 
     def __post_init__(self) -> None:

@@ -5,8 +5,12 @@ torch is imported inside the command bodies, so ``import emolens.apps.cli`` work
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Optional
+from types import UnionType
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
 
@@ -62,56 +66,69 @@ def models_cmd(
     console.print(table)
 
 
-def train_cmd(
-    data: Optional[list[str]] = typer.Option(
-        None, "--data",
-        help="(required unless --resume) Dataset folder or file (any layout); repeat for several. Per-source options: "
-        "PATH,weight=W,votes=CSV,label_mix=A,name=N,format=F,keep=a+b,drop=c (see docs/training.md).",
-    ),
-    task: Optional[str] = typer.Option(None, "--task", help="expression (default) | age (UTKFace-style data: one-year age bins, Gaussian label distributions + L1 on the expected age, best checkpoint by val MAE)."),
-    age_sigma: Optional[float] = typer.Option(None, "--age-sigma", help=f"--task age: width of the Gaussian label distribution in years (default {_D.age_sigma})."),
-    age_l1: Optional[float] = typer.Option(None, "--age-l1", help=f"--task age: weight of the L1 term on the expected age (default {_D.age_l1})."),
-    arch: Optional[str] = typer.Option(None, "--arch", "-a", help=f"Architecture (default {_D.model}; see `emolens models`)."),
-    model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="(required unless --resume) Run folder: checkpoints, config.json, history.csv, curves.png, tb/."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last epoch."),
-    force: bool = typer.Option(False, "--force", help="Start a new run in an --out folder that already holds one (its checkpoints are overwritten)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Epochs (default {_D.epochs})."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Batch size per process (default {_D.batch_size})."),
-    lr: Optional[float] = typer.Option(None, "--lr", help=f"Learning rate (default {_D.lr})."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd (Nesterov, momentum 0.9); default adam."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help=f"Weight decay (default {_D.weight_decay})."),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help=f"Label smoothing (default {_D.label_smoothing})."),
-    class_weights: Optional[str] = typer.Option(None, "--class-weights", help="none | balanced (default none)."),
-    scheduler: Optional[str] = typer.Option(
-        None, "--scheduler", help="plateau (×0.1 after 5 epochs without better val acc, min 1e-6) | cosine | onecycle; default plateau."
-    ),
-    early_stopping: Optional[int] = typer.Option(None, "--early-stopping", help=f"Stop after N epochs without better val acc; 0 = off (default {_D.early_stopping})."),
-    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help=f"Max gradient norm; 0 = off (default {_D.clip_grad})."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32) | off | fp16 | bf16."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=f"Random seed (default {_D.seed})."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input size in pixels (default: the model's)."),
-    channels: Optional[int] = typer.Option(None, "--channels", help="1 (gray) or 3 (RGB) (default: the model's)."),
-    margin: Optional[float] = typer.Option(None, "--margin", help=f"Face-box margin per side of the crop spec (default {_D.margin})."),
-    contrast: Optional[str] = typer.Option(None, "--contrast", help="Contrast normalisation of every face: none | equalize (default none)."),
-    select: Optional[str] = typer.Option(None, "--select", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name."),
-    teacher: Optional[list[Path]] = typer.Option(None, "--teacher", help="Distil from saved teacher outputs (`emolens teach`); repeatable."),
-    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help=f"Teacher share of each matched target (default {_D.distill_weight})."),
-    teacher_members: Optional[str] = typer.Option(None, "--teacher-members", help="Teachers of the file to average, e.g. 0,2 (default all)."),
-    keep: Optional[str] = typer.Option(None, "--keep", help="Only these classes, e.g. anger,happy,neutral."),
-    drop: Optional[str] = typer.Option(None, "--drop", help="Every class but these, e.g. contempt."),
-    merge: Optional[str] = typer.Option(None, "--merge", help="Merge classes, e.g. 'anger=anger+disgust'."),
-    format: Optional[str] = typer.Option(None, "--format", help="Dataset layout (default auto)."),
-    augment: Optional[str] = typer.Option(
-        None, "--augment", help="default (rotation ±15°, zoom 0.8–1.2, shift ±10%, h-flip) | strong (+ random crop, erasing) | none."
-    ),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from local weights (state dict or checkpoint); mismatched heads are skipped."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="CPU threads per process; 0 = all cores shared by local processes."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default auto)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache (default $EMOLENS_CACHE or ~/.cache/emolens)."),
-) -> None:
+# Where the options that are not config fields go among the config's options in --help, and the
+# order of the config's options there (a config field with CLI metadata that is not named here
+# comes after these). Flags, types, help and defaults come from TrainConfig's field metadata.
+_TRAIN_HELP_ORDER = (
+    "data", "task", "age_sigma", "age_l1", "arch", "model", "out", "resume", "force", "epochs", "batch_size", "lr",
+    "optimizer", "weight_decay", "label_smoothing", "class_weights", "scheduler", "early_stopping", "clip_grad",
+    "amp", "seed", "input_size", "channels", "margin", "contrast", "select", "teacher", "distill_weight",
+    "teacher_members", "keep", "drop", "merge", "format", "augment", "init", "workers", "device", "cache_dir",
+)
+# The train options that are not config fields.
+_TRAIN_EXTRA_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "arch": (Optional[str], typer.Option(None, "--arch", "-a", help=f"Architecture (default {_D.model}; see `emolens models`).")),
+    "model": (Optional[str], typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch.")),
+    "resume": (Optional[Path], typer.Option(None, "--resume", help="Continue the run in this folder from its last epoch.")),
+    "force": (bool, typer.Option(
+        False, "--force", help="Start a new run in an --out folder that already holds one (its checkpoints are overwritten).")),
+}
+
+
+def _config_options() -> dict[str, tuple[Any, Any]]:
+    """A typer option (annotation, ``typer.Option``) per TrainConfig field with ``cli`` metadata.
+
+    Every option defaults to None so that only the options given override a resumed run's config."""
+    hints = get_type_hints(TrainConfig)
+    options = {}
+    for f in fields(TrainConfig):
+        meta = f.metadata.get("cli")
+        if meta is None:
+            continue
+        hint = hints[f.name]
+        args = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (Union, UnionType) else [hint]
+        (base,) = args
+        is_list = get_origin(base) is list
+        item = get_args(base)[0] if is_list else base
+        if meta["path"]:
+            item = Path
+        annotation = Optional[list[item]] if is_list else Optional[item]
+        default = f.default if f.default is not MISSING else None
+        names = [meta["flag"] or "--" + f.name.replace("_", "-"), *([meta["short"]] if meta["short"] else [])]
+        options[f.name] = (annotation, typer.Option(None, *names, help=meta["help"].format(default=default)))
+    return options
+
+
+def _with_train_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Give ``func(**options)`` the train command's parameters, for typer (it reads ``inspect.signature``)."""
+    options = {**_config_options(), **_TRAIN_EXTRA_OPTIONS}
+    rank = {name: i for i, name in enumerate(_TRAIN_HELP_ORDER)}
+    names = sorted(options, key=lambda n: rank.get(n, len(rank)))
+    func.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=options[n][1], annotation=options[n][0])
+         for n in names],
+        return_annotation=None,
+    )
+    func.__annotations__ = {**{n: options[n][0] for n in names}, "return": None}
+    return func
+
+
+@_with_train_options
+def train_cmd(**options: Any) -> None:
     """Train a model with the specified recipe on one or more datasets (DDP when started by torchrun)."""
-    given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "force", "arch", "model")}
+    given = {k: v for k, v in options.items() if v is not None and k not in _TRAIN_EXTRA_OPTIONS}
+    arch, model, resume, force = (options.get(k) for k in ("arch", "model", "resume", "force"))
+    data, out = options.get("data"), options.get("out")
     from emolens.training.run import RunDir
     from emolens.training.train import fit
 
