@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,13 +23,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import cv2
 import numpy as np
 
 from emolens.apps.web.inpage import BROWSER_DETECTORS, export_web
 from emolens.inference.classifier import list_bundled_models
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from webtools import chrome_driver, free_port, write_y4m  # noqa: E402  (the browser tests' own tools)
+
 VIDEO = REPO.parent / "shared" / "media" / "pyfeat_single_face.mp4"
 
 ENGINE_LOOP = """
@@ -55,41 +55,6 @@ const [iterations, done] = [arguments[0], arguments[arguments.length - 1]];
   return { times, threads: engine.backend.threads, width: canvas.width };
 })().then(done, (e) => done({ error: String(e) }));
 """
-
-
-def write_y4m(video: Path, out: Path, seconds: float = 20.0, size: tuple[int, int] = (640, 480)) -> Path:
-    """The video as raw YUV4MPEG2 (I420, 30 fps, looped to ``seconds``) for Chromium's fake camera."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(cv2.resize(frame, size), cv2.COLOR_BGR2YUV_I420))
-    if not frames:
-        raise SystemExit(f"no frames decoded from {video}")
-    with out.open("wb") as f:
-        f.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F30:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(int(seconds * 30)):
-            f.write(b"FRAME\n" + frames[i % len(frames)].tobytes())
-    return out
-
-
-def chromium(camera: Path, profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}", "--disable-background-networking",
-                "--no-first-run", f"--user-data-dir={profile}", "--disk-cache-size=1"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_script_timeout(600)
-    return driver
 
 
 def first_load(driver, site: Path) -> tuple[int, int, int]:
@@ -119,17 +84,16 @@ def main() -> int:
         root = Path(tmp) / "sites"
         for detector, model in pairs:
             export_web(root / f"{detector}--{model}", model, detector)
-        camera = write_y4m(VIDEO, Path(tmp) / "camera.y4m")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        camera = write_y4m(VIDEO, Path(tmp) / "camera.y4m", seconds=20.0)
+        port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d",
                                    str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         rows = []
         try:
             for detector, model in pairs:
-                driver = chromium(camera, Path(tmp) / f"profile-{detector}-{model}")
+                driver = chrome_driver(camera, Path(tmp) / f"profile-{detector}-{model}", logs=True)
+                driver.set_script_timeout(600)
                 try:
                     query = f"?threads={args.threads}" if args.threads else ""
                     start = time.perf_counter()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -18,60 +13,13 @@ pytest.importorskip("selenium")
 import uvicorn  # noqa: E402
 
 from emolens.apps.web.server import create_app  # noqa: E402
+from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, running_server, write_y4m  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "emolens" / "weights" / "fer2013.onnx"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def chrome_driver(camera_y4m: Path, profile: Path, *, logs: bool = False):
-    """Headless Debian Chromium whose camera plays ``camera_y4m``; ``logs`` records the console and
-    network (performance) logs."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera_y4m}", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    if logs:
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    # A fixed chromedriver path: Selenium Manager never looks for (or downloads) a driver.
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def write_y4m(video: Path, out: Path, seconds: float = 4.0, size: tuple[int, int] = (640, 480)) -> Path:
-    """Convert ``video`` to raw YUV4MPEG2 (I420, 30 fps), looping it to ``seconds``."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(cv2.resize(frame, size), cv2.COLOR_BGR2YUV_I420))
-    cap.release()
-    assert frames, f"no frames decoded from {video}"
-    width, height = size
-    with out.open("wb") as f:
-        f.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(int(seconds * 30)):
-            f.write(b"FRAME\n")
-            f.write(np.ascontiguousarray(frames[i % len(frames)]).tobytes())
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +27,8 @@ def server_url() -> Iterator[str]:
     if not WEIGHTS.exists():
         pytest.skip(f"{WEIGHTS} not found: the bundled default model is needed")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,6 @@ import pytest
 
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -26,6 +24,7 @@ from websockets.sync.client import connect  # noqa: E402
 
 from emolens.apps.web.server import Settings, create_app, server_config  # noqa: E402
 from fuzz_inputs import repeated_scans_jpeg  # noqa: E402
+from webtools import free_port, running_server  # noqa: E402
 
 LOCAL = "http://127.0.0.1:8000"
 STREAM = "ws://127.0.0.1:8000/api/v1/stream"
@@ -49,28 +48,12 @@ def photo(media: Path) -> bytes:
     return (media / "face_recognition_obama_and_biden.jpg").read_bytes()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def real_server(app, settings: Settings) -> Iterator[str]:
     """``emolens serve``'s uvicorn config around ``app`` on a free port; yields host:port."""
     port = free_port()
-    server = uvicorn.Server(server_config(app, settings, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with running_server(server_config(app, settings, "127.0.0.1", port, log_level="warning")):
         yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def post(client: TestClient, data: bytes, name: str = "x.jpg", path: str = "/api/v1/analyze", **kw):

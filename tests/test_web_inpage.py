@@ -24,7 +24,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import video_frames  # noqa: E402
-from test_web_browser import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, server_url, write_y4m  # noqa: E402, F401
+from test_web_browser import server_url  # noqa: E402, F401
+from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, write_y4m  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app as cli  # noqa: E402
