@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from emolens.boxes import box_iou, clip_box, iou_matrix  # noqa: F401  (re-exported for existing callers)
 
 #: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
 #: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
