@@ -14,9 +14,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "emolens"
 
 #: The ground floor: contracts every layer shares (decoder, boxes, crops, predictor, errors,
-#: labels, atomic files, limits, progress). It imports only the standard library and numpy,
-#: OpenCV, Pillow and rich.
-GROUND = {"errors", "limits", "files", "io", "labels", "images", "boxes", "preprocess", "predictor", "progress", "age"}
+#: labels, atomic files, limits, progress, figures). It imports only the standard library and numpy,
+#: OpenCV, Pillow and rich (and matplotlib inside the functions of ``figures``).
+GROUND = {"errors", "limits", "files", "io", "labels", "images", "boxes", "preprocess", "predictor", "progress", "age",
+          "figures"}
 
 MAY_IMPORT: dict[str, set[str]] = {
     "ground": {"ground"},

@@ -196,3 +196,39 @@ def test_progress_is_quiet_off_a_terminal(capfd, temporary_cache):
     from emolens.data.cache import default_cache_dir
 
     assert default_cache_dir() == temporary_cache  # tests never fill ~/.cache/emolens
+
+
+def test_user_errors_are_one_error_line_on_stderr(tmp_path, monkeypatch):
+    """The CLI's one error boundary: a bad path, option, dataset or model is one ``error:`` line on
+    stderr and exit code 2, whatever the command; no traceback. Ctrl-C is one line and exit 130."""
+    missing = tmp_path / "nope"
+    cases = [
+        (("analyze", tmp_path / "photo.jpg", "--model", missing / "x.onnx"), "does not exist"),
+        (("analyze", tmp_path / "photo.jpg", "--smoothing", "2"), "smoothing must be in [0, 1)"),
+        (("train", "--data", missing, "--out", tmp_path / "run", "--epochs", "1"), str(missing)),
+        (("train", "--data", tmp_path), "--data and --out are required"),
+        (("evaluate", "--model", missing, "--data", tmp_path, "--out", tmp_path / "r"), "does not exist"),
+        (("serve", "--model", "no-such-model"), "no-such-model"),
+        (("data", "check", missing), str(missing)),
+        (("data", "pack", tmp_path, "--out", tmp_path / "faces.zip"), "expected a .npz file name"),
+    ]
+    for args, message in cases:
+        r = run(*args)
+        lines = r.stderr.splitlines()
+        assert r.exit_code == 2 and isinstance(r.exception, SystemExit), (args, r.exception, r.output)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
+        assert "Traceback" not in r.output, (args, r.output)
+    # An input that cannot be read is skipped with the same line (exit 1: the others are still analysed).
+    r = run("analyze", missing / "photo.jpg", "--model", model_path())
+    assert r.exit_code == 1 and r.stderr.splitlines() == [f"error: {missing / 'photo.jpg'}: no such file or folder"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emolens.apps.cli.data_cmds.check_dataset", interrupted)
+    r = run("data", "check", tmp_path)
+    assert r.exit_code == 130 and r.stderr.strip() == "interrupted"
+    proc = subprocess.run([sys.executable, "-m", "emolens", "data", "check", str(missing)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+    assert "Traceback" not in proc.stderr

@@ -152,6 +152,31 @@ def test_export_and_evaluate_cli(fer_small, tmp_path):
     assert result.exit_code == 2 and "missing.pt" in result.output
 
 
+def test_export_shows_its_steps(fer_small, tmp_path, monkeypatch):
+    """``export`` reports each step (graph, int8, the check on real faces) on its progress bar."""
+    from emolens.models import export
+    from emolens.progress import Bar
+
+    seen: list = []
+
+    class Recorder(Bar):
+        def __init__(self, description: str, total: int | None = None, enabled: bool | None = None):
+            super().__init__(description, total, enabled=False)
+            seen.append((description, total))
+
+        def advance(self, n: int = 1) -> None:
+            seen.append(n)
+
+        def note(self, text: str) -> None:
+            seen.append(text)
+
+    monkeypatch.setattr(export, "Bar", Recorder)
+    report = export.export_checked(_checkpoint(tmp_path / "m.pt", FER), tmp_path / "m.onnx", int8="dynamic",
+                                   data=fer_small, samples=50, cache_dir=tmp_path / "cache")
+    assert len(report.checks) == 2
+    assert seen == [("export m.onnx", 3), "ONNX graph", 1, "int8 (dynamic)", 1, "check against PyTorch on val faces", 1]
+
+
 def test_detect_counts_photos_without_a_face_as_errors(affectnet_small, tmp_path):
     ckpt = _checkpoint(tmp_path / "m.pt", FER)
     r = evaluate_model(ckpt, affectnet_small, tmp_path / "d", detect=True, log=QUIET)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from emolens.files import atomic_write
 from emolens.age import is_age_model
 from emolens.data.datasets import load_dataset
 from emolens.data.splits import ArraySplit, FileSplit, Split
 from emolens.errors import DatasetWarning
+from emolens.figures import new_figure, save_figure
 from emolens.progress import Tracked
 
 
@@ -176,16 +176,13 @@ def _duplicates_total(items_per_split: dict[str, list[_Item]]) -> dict[str, int]
 def plot_distribution(report: CheckReport, out: Path) -> Path:
     """Grouped bar chart of images per class (an age dataset: per year of age) and split, written
     atomically to ``out`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     age = is_age_model(report.classes)  # an age histogram: one bar per year
     x = np.arange(len(report.classes))
     width = 0.8 / max(1, len(report.splits))
-    fig, ax = plt.subplots(figsize=(12 if age else max(6, len(report.classes) * 1.1), 4), layout="constrained")
+    fig = new_figure(figsize=(12 if age else max(6, len(report.classes) * 1.1), 4), layout="constrained")
+    ax = fig.subplots()
     for k, (name, split) in enumerate(report.splits.items()):
         ax.bar(x + k * width - 0.4 + width / 2, [split.classes.get(c, 0) for c in report.classes], width, label=name)
     if age:
@@ -196,9 +193,4 @@ def plot_distribution(report: CheckReport, out: Path) -> Path:
     ax.set_ylabel("images")
     ax.set_title(f"{'age histogram' if age else 'class distribution'}: {Path(report.root).name} ({report.format})")
     ax.legend()
-    out = Path(out)
-    try:
-        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out, format="png", dpi=100)

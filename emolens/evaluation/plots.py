@@ -1,24 +1,22 @@
-"""Figures written next to runs and reports: training curves and confusion matrices (matplotlib Agg)."""
+"""Figures written next to runs and reports: training curves, confusion matrices, age scatter
+plots (matplotlib's ``Figure`` API through :mod:`emolens.figures`: no pyplot, no global backend)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after selecting the headless backend)
-import numpy as np  # noqa: E402
+from emolens.figures import new_figure, save_figure
 
-from emolens.files import atomic_write  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png"))
-    plt.close(fig)
-    return path
+def _save(fig: Figure, path: str | Path) -> Path:
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
@@ -26,7 +24,8 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Pat
     run (rows with ``val_mae``) gets a third panel with the validation MAE."""
     epochs = [row["epoch"] for row in history]
     age = "val_mae" in history[0]
-    fig, axes = plt.subplots(1, 3 if age else 2, figsize=(15 if age else 10, 4))
+    fig = new_figure(figsize=(15 if age else 10, 4))
+    axes = fig.subplots(1, 3 if age else 2)
     if age:
         axes[2].plot(epochs, [row["val_mae"] for row in history], marker="o", ms=3, label="val")
         axes[2].set(xlabel="epoch", title="age MAE (years)")
@@ -49,7 +48,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     k = len(labels)
     size = max(5.0, 0.7 * k + 2)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
+    fig = new_figure(figsize=(2 * size, size))
+    axes = fig.subplots(1, 2)
     for ax, data, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
         ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.size and data.max() > 0 else 1)
         ax.set_xticks(range(k), labels, rotation=45, ha="right")
@@ -68,7 +68,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
 
 def plot_age_scatter(true: np.ndarray, pred: np.ndarray, path: str | Path, title: str = "") -> Path:
     """Predicted against true age (one dot per face, the diagonal, and ±5 years)."""
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = new_figure(figsize=(6, 6))
+    ax = fig.subplots()
     top = float(max(np.max(true, initial=1), np.max(pred, initial=1))) + 5
     ax.scatter(true, pred, s=4, alpha=0.35)
     ax.plot([0, top], [0, top], color="black", lw=1, label="predicted = true")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,11 +27,15 @@ import numpy as np
 from emolens.inference.annotate import annotate, draw_fps
 from emolens.errors import InputError
 from emolens.images import check_pixels
-from emolens.files import atomic_path, atomic_write, write_text
+from emolens.figures import figure_bytes, new_figure, save_figure
+from emolens.files import atomic_path, write_text
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.stream import StreamAnalyzer
 from emolens.inference.tracking import DEFAULT_SMOOTHING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 FALLBACK_FPS = 30.0
@@ -324,15 +329,13 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         cap.release()
 
 
-def timeline_png(result: VideoResult, max_faces: int = 8) -> bytes:
-    """One panel per face (the ``max_faces`` seen longest): each class's probability over time, as PNG bytes."""
-    from matplotlib.figure import Figure
-
+def timeline_figure(result: VideoResult, max_faces: int = 8) -> Figure:
+    """One panel per face (the ``max_faces`` seen longest): each class's probability over time."""
     from emolens.inference.annotate import COLORS
 
     longest = sorted(result.summary(), key=lambda s: -s["frames"])[:max_faces]
     face_ids = sorted(s["face_id"] for s in longest) or [None]
-    fig = Figure(figsize=(9, 2.2 * len(face_ids) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(9, 2.2 * len(face_ids) + 0.6), layout="constrained")
     axes = fig.subplots(len(face_ids), 1, squeeze=False)[:, 0]
     for ax, face_id in zip(axes, face_ids):
         rows = [r for r in result.timeline if r["face_id"] == face_id]
@@ -348,15 +351,17 @@ def timeline_png(result: VideoResult, max_faces: int = 8) -> bytes:
     axes[0].legend(loc="upper right", ncol=min(4, len(result.classes)), fontsize=8)
     title = Path(result.source).name if not result.source.startswith("camera") else result.source
     fig.suptitle(title.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))  # undecodable bytes → �
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return fig
+
+
+def timeline_png(result: VideoResult, max_faces: int = 8) -> bytes:
+    """:func:`timeline_figure` as PNG bytes."""
+    return figure_bytes(timeline_figure(result, max_faces), format="png", dpi=100)
 
 
 def plot_timeline(result: VideoResult, path: str | Path, max_faces: int = 8) -> Path:
-    """:func:`timeline_png` written to ``path`` (atomically)."""
-    png = timeline_png(result, max_faces)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
+    """:func:`timeline_figure` written to ``path`` as PNG (atomically)."""
+    return save_figure(timeline_figure(result, max_faces), path, format="png", dpi=100)
 
 
 def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emolens.models.layers import ConvBNAct
+from emolens.models.layers import SMALL_INPUT, ConvBNAct
 from emolens.models.registry import register_model
-from emolens.models.resnet import SMALL_INPUT
 
 # expansion, kernel, first stride, in channels, out channels, repeats
 _B0 = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),

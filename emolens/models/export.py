@@ -28,6 +28,7 @@ from emolens.models.checkpoint import load_checkpoint, load_model
 from emolens.models.predictor import TorchPredictor
 from emolens.predictor import Predictor
 from emolens.preprocess import CropSpec, normalize
+from emolens.progress import Bar
 
 DEFAULT_OPSET = 17
 INT8_MODES = ("static", "dynamic")
@@ -188,18 +189,28 @@ def export_checked(
     if (found is None or not found.exists()) and int8 == "static":
         raise ValueError(f"static int8 needs calibration faces: dataset {found or '(none)'} not found; give --data")
     out = Path(out)
-    path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
-    report = ExportReport(files=[path], meta=meta)
-    if found is None or not found.exists():
-        report.no_check = f"dataset {found or '(none)'} not found; give --data"
-    else:
-        report.data = found
-    if int8 is not None:
-        calibration = None
-        if int8 == "static":
-            calibration, _ = reference_faces(found, meta["classes"], meta["crop"], "train", samples, seed=1, cache_dir=cache_dir)
-        report.files.append(quantize_int8(path, out.with_suffix(".int8.onnx"), mode=int8, calibration=calibration))
-    if report.data is not None:
-        faces, labels = reference_faces(report.data, meta["classes"], meta["crop"], check_split, samples, cache_dir=cache_dir)
-        report.checks = {f: compare_with_torch(f, checkpoint, faces, labels) for f in report.files}
+    checked = found is not None and found.exists()
+    with Bar(f"export {out.name}", total=1 + (int8 is not None) + checked) as bar:
+        bar.note("ONNX graph")
+        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
+        bar.advance()
+        report = ExportReport(files=[path], meta=meta)
+        if checked:
+            report.data = found
+        else:
+            report.no_check = f"dataset {found or '(none)'} not found; give --data"
+        if int8 is not None:
+            bar.note(f"int8 ({int8})")
+            calibration = None
+            if int8 == "static":
+                calibration, _ = reference_faces(found, meta["classes"], meta["crop"], "train", samples, seed=1,
+                                                 cache_dir=cache_dir)
+            report.files.append(quantize_int8(path, out.with_suffix(".int8.onnx"), mode=int8, calibration=calibration))
+            bar.advance()
+        if checked:
+            bar.note(f"check against PyTorch on {check_split} faces")
+            faces, labels = reference_faces(report.data, meta["classes"], meta["crop"], check_split, samples,
+                                            cache_dir=cache_dir)
+            report.checks = {f: compare_with_torch(f, checkpoint, faces, labels) for f in report.files}
+            bar.advance()
     return report

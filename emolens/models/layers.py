@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+#: Inputs this size or smaller (px) get a small-input stem (full resolution kept in the first layers).
+SMALL_INPUT = 64
+
 
 class ConvBNAct(nn.Sequential):
     """Conv → BatchNorm → activation, numbered 0/1/2 like torchvision's Conv2dNormActivation

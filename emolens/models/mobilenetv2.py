@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emolens.models.layers import ConvBNAct, make_divisible
+from emolens.models.layers import SMALL_INPUT, ConvBNAct, make_divisible
 from emolens.models.registry import register_model
-from emolens.models.resnet import SMALL_INPUT
 
 # expansion t, channels c, repeats n, first stride s
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))

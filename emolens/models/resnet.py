@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from emolens.models.layers import SMALL_INPUT
 from emolens.models.registry import register_model
-
-SMALL_INPUT = 64
 
 
 class BasicBlock(nn.Module):

@@ -29,16 +29,23 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def setup(device: torch.device) -> DistInfo:
-    """Join the process group when started by torchrun (``nccl`` on CUDA, ``gloo`` on CPU)."""
+def from_environment() -> DistInfo:
+    """This process's place among those torchrun started (one process of one when not started by it)."""
     if not launched_by_torchrun():
         return DistInfo()
-    info = DistInfo(
+    return DistInfo(
         rank=int(os.environ["RANK"]),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         world_size=int(os.environ["WORLD_SIZE"]),
         local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group when started by torchrun (``nccl`` on CUDA, ``gloo`` on CPU)."""
+    info = from_environment()
+    if not info.enabled:
+        return info
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info

@@ -40,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        name = f"cuda:{distributed.from_environment().local_rank}"  # this process's GPU under torchrun
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)

@@ -1,6 +1,7 @@
-"""The ``emolens`` command. Each concern registers its commands from its own module;
-heavy libraries (torch) are imported inside the commands that need them, and a command whose
-optional dependency is missing names the extra to install in one line."""
+"""The ``emolens`` command. Each concern registers its commands from its own module; heavy
+libraries (torch) are imported inside the commands that need them. Every command runs inside one
+error boundary (:func:`_command_boundary`): a user error or a missing optional dependency is one
+``error:`` line on stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 import typer
 
 import emolens
-from emolens.apps.cli import cache_cmds, data_cmds, infer_cmds, serve_cmds, train_cmds, web_cmds
+from emolens.apps.cli import (cache_cmds, data_cmds, evaluate_cmds, export_cmds, infer_cmds, serve_cmds, train_cmds,
+                              web_cmds)
+from emolens.errors import EmolensError
 
 #: Top-level module → the pip extra that installs it.
 EXTRAS = {"torch": "train", "onnx": "train", "sklearn": "train", "tensorboard": "train",
@@ -41,8 +44,31 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_versi
     """Facial emotion recognition: datasets, training, evaluation, and offline inference."""
 
 
-def needs_extras(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with a missing optional dependency reported as one line naming its extra (exit 2)."""
+#: What a user can cause and fix (a bad path, option, dataset or model file): reported as one
+#: ``error:`` line on stderr, exit code 2, never a traceback.
+USER_ERRORS = (EmolensError, FileNotFoundError, FileExistsError, ValueError, KeyError, ArithmeticError)
+
+
+def error_message(e: BaseException) -> str:
+    """The text of a user error: a ``KeyError`` without its quotes, an ``OSError`` from the system
+    as ``FILE: reason``."""
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
+
+
+def print_error(message: str) -> None:
+    """Print ``error: MESSAGE`` as one line on stderr (red on a terminal): every command's way of
+    reporting a failure, whether it ends the command or only skips one input."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
+def _command_boundary(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its failures reported the one way of the CLI: a user error (:data:`USER_ERRORS`)
+    or a missing optional dependency (naming the extra to install) as one ``error:`` line, exit 2;
+    Ctrl-C as one line, exit 130 (a command adds a hint by raising ``KeyboardInterrupt(hint)``)."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -53,18 +79,24 @@ def needs_extras(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             if module not in EXTRAS:
                 raise
             extra = EXTRAS[module]
-            typer.secho(f"error: emolens {command} needs the [{extra}] extra ({module} is not installed): "
-                        f"pip install 'emolens[{extra}]' (in a clone: make install-all)", fg=typer.colors.RED, err=True)
+            print_error(f"emolens {command} needs the [{extra}] extra ({module} is not installed): "
+                        f"pip install 'emolens[{extra}]' (in a clone: make install-all)")
             raise typer.Exit(2) from None
+        except USER_ERRORS as e:
+            print_error(error_message(e))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:
+            typer.echo(f"\ninterrupted{f'; {e}' if str(e) else ''}", err=True)
+            raise typer.Exit(130) from None
 
     return run
 
 
-for module in (data_cmds, train_cmds, infer_cmds, serve_cmds, web_cmds, cache_cmds):
+for module in (data_cmds, train_cmds, evaluate_cmds, export_cmds, infer_cmds, serve_cmds, web_cmds, cache_cmds):
     module.register(app)
 for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app.registered_groups)]:
     for info in group.registered_commands:
-        info.callback = needs_extras(prefix + (info.name or info.callback.__name__), info.callback)
+        info.callback = _command_boundary(prefix + (info.name or info.callback.__name__), info.callback)
 
 
 def main() -> None:

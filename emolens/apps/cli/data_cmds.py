@@ -1,4 +1,4 @@
-"""``emolens data ...``: dataset inspection."""
+"""``emolens data ...``: dataset inspection (errors are reported by the CLI's error boundary)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from rich.table import Table
 
 from emolens.age import decade_counts, is_age_model
 from emolens.data.check import CheckReport, check_dataset, plot_distribution
-from emolens.data.datasets import DatasetError
 
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 
@@ -34,11 +33,7 @@ def check(
     workers: Annotated[int, typer.Option(help="reader threads")] = 2,
 ) -> None:
     """Per split and class counts, unreadable files, exact duplicates (also across splits), sizes and modes."""
-    try:
-        report = check_dataset(path, format=format, workers=workers)
-    except DatasetError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from e
+    report = check_dataset(path, format=format, workers=workers)
     if plot is not None:
         plot_distribution(report, plot)
     if as_json:
@@ -63,13 +58,8 @@ def pack(
     from emolens.data.pack import pack_dataset
 
     if out.suffix != ".npz":
-        Console(stderr=True).print(f"[red]error:[/red] --out {out}: expected a .npz file name", highlight=False)
-        raise typer.Exit(2)
-    try:
-        counts = pack_dataset(path, out, size, channels, format=format, margin=margin)
-    except (DatasetError, ValueError) as e:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from e
+        raise ValueError(f"--out {out}: expected a .npz file name")
+    counts = pack_dataset(path, out, size, channels, format=format, margin=margin)
     summary = ", ".join(f"{name} {n}" for name, n in counts.items())
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {summary} faces at {size}px×{channels}")
 

@@ -1,4 +1,8 @@
-"""``emolens analyze`` (images, folders, videos) and ``emolens live`` (camera, file, stream URL)."""
+"""``emolens analyze`` (images, folders, videos) and ``emolens live`` (camera, file, stream URL).
+
+A bad option, model or output path raises and the CLI's error boundary reports it (exit 2); an
+input that cannot be analysed is reported as one ``error:`` line and skipped (exit 1 at the end).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ def analyze(
     """
     from rich.console import Console
 
+    from emolens.apps.cli import error_message, print_error
     from emolens.inference.annotate import save_image
     from emolens.inference.detectors import probably_face_crop
     from emolens.errors import InputError
@@ -66,11 +71,11 @@ def analyze(
     from emolens.progress import progress
 
     console = Console()
-    _check_outputs(console, json_out, csv_out, annotate_dir)
-    recognizer = _recognizer(console, model, detector, smoothing, max_pixels, age)
+    _check_outputs(json_out, csv_out, annotate_dir)
+    recognizer = _recognizer(model, detector, smoothing, max_pixels, age)
     files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     for e in errors:
-        console.print(f"[red]error[/]: {e['error']}")
+        print_error(e["error"])
     if not files:
         console.print(f"[yellow]warning[/]: nothing to analyse: no image or video file in {', '.join(map(str, inputs))} "
                       f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
@@ -88,7 +93,7 @@ def analyze(
             for path, outcome in batch:
                 if isinstance(outcome, InputError):
                     errors.append({"source": str(path), "error": str(outcome)})
-                    console.print(f"[red]error[/]: {outcome}")
+                    print_error(str(outcome))
                     continue
                 entries.append({"kind": "image", **outcome.to_dict()})
                 rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
@@ -100,7 +105,7 @@ def analyze(
                         save_image(outcome.annotated(color="bgr"), annotate_dir / f"{_unique(path.stem, stems)}.jpg")
                     except OSError as e:
                         errors.append({"source": str(path), "error": f"{path}: annotated image not written: {e}"})
-                        console.print(f"[red]error[/]: {errors[-1]['error']}")
+                        print_error(errors[-1]["error"])
                 outcome.image = None  # only this chunk's images are ever held
     if crops:
         console.print(f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face "
@@ -110,16 +115,16 @@ def analyze(
         try:
             video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, smoothing,
                                    console)
-        except (InputError, OSError) as e:
-            errors.append({"source": describe(path), "error": str(e)})
-            console.print(f"[red]error[/]: {e}")
+        except (InputError, OSError) as e:  # this video fails; the others are still analysed
+            errors.append({"source": describe(path), "error": error_message(e)})
+            print_error(error_message(e))
             continue
         entries.append(video.to_dict())
         rows += [{"kind": "video", "source": str(path), **r} for r in video.timeline]
     try:
         _write_outputs(json_out, csv_out, entries, rows, errors, recognizer.classes)
-    except OSError as e:
-        console.print(f"[red]error[/]: cannot write the results: {e}")
+    except OSError as e:  # a full disk, a read-only folder: said as the results not written
+        print_error(f"cannot write the results: {e}")
         raise typer.Exit(2) from None
     console.print(f"{len(entries)} analysed, {len(errors)} failed")
     if errors:
@@ -149,19 +154,13 @@ def live(
     from rich.console import Console
 
     from emolens.apps.live import run_live
-    from emolens.errors import InputError
 
     console = Console()
-    recognizer = _recognizer(console, model, detector, smoothing, MAX_PIXELS, age)
+    recognizer = _recognizer(model, detector, smoothing, MAX_PIXELS, age)
     if no_window and out is None:
         out = Path("emolens-live")
-    try:
-        run = run_live(recognizer, source, out_dir=out, window=not no_window, detect_every=detect_every,
-                       smoothing=smoothing,
-                       max_frames=max_frames, max_seconds=max_seconds, fast=fast)
-    except InputError as e:
-        console.print(f"[red]error[/]: {e}")
-        raise typer.Exit(2) from e
+    run = run_live(recognizer, source, out_dir=out, window=not no_window, detect_every=detect_every,
+                   smoothing=smoothing, max_frames=max_frames, max_seconds=max_seconds, fast=fast)
     frames = len({r["frame"] for r in run.result.timeline})
     console.print(f"{run.result.source}: {run.result.processed} of {run.result.frames} frames analysed, "
                   f"{frames} with faces, {len(run.result.summary())} face(s), "
@@ -171,30 +170,23 @@ def live(
         console.print(f"  {kind}: {path}")
 
 
-def _recognizer(console: Console, model: str, detector: str, smoothing: float, max_pixels: int,
-                age: bool = False) -> Recognizer:
-    """The ``Recognizer`` for these options, ``smoothing`` checked too; a bad choice exits 2 before any work."""
+def _recognizer(model: str, detector: str, smoothing: float, max_pixels: int, age: bool = False) -> Recognizer:
+    """The ``Recognizer`` for these options, ``smoothing`` checked too: a bad choice raises before any work."""
     from emolens.inference.recognizer import Recognizer
     from emolens.inference.tracking import check_smoothing
 
-    try:
-        check_smoothing(smoothing)
-        return Recognizer(model=model, detector=detector, max_pixels=max_pixels, attributes=("age",) if age else ())
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error[/]: {e}")
-        raise typer.Exit(2) from e
+    check_smoothing(smoothing)
+    return Recognizer(model=model, detector=detector, max_pixels=max_pixels, attributes=("age",) if age else ())
 
 
-def _check_outputs(console: Console, json_out: Path | None, csv_out: Path | None, annotate_dir: Path | None) -> None:
-    """Exit 2 before any work when an output path cannot be what it is asked to be."""
+def _check_outputs(json_out: Path | None, csv_out: Path | None, annotate_dir: Path | None) -> None:
+    """Raise ``ValueError`` before any work when an output path cannot be what it is asked to be."""
     problems = [f"{flag} {p}: is a folder; expected a file path" for flag, p in (("--json", json_out), ("--csv", csv_out))
                 if p is not None and p.is_dir()]
     if annotate_dir is not None and annotate_dir.exists() and not annotate_dir.is_dir():
         problems.append(f"--annotate {annotate_dir}: is a file; expected a folder")
-    for problem in problems:
-        console.print(f"[red]error[/]: {problem}")
     if problems:
-        raise typer.Exit(2)
+        raise ValueError("; ".join(problems))
 
 
 def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[dict[str, str]]]:

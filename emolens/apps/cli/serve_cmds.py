@@ -37,12 +37,10 @@ def serve(
     from emolens.apps.web.server import Settings, create_app, server_config
 
     hosts = (*LOCAL_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *allow_host)
-    try:
-        settings = Settings(model=model, detector=detector, age=age, detect_every=detect_every, smoothing=smoothing,
-                            max_upload_mb=max_upload_mb, keep_uploads=keep_uploads, allowed_hosts=hosts)
-        app = create_app(settings=settings)
-    except (FileNotFoundError, ValueError) as exc:  # unknown model or detector, smoothing out of range
-        raise typer.BadParameter(str(exc)) from None
+    # An unknown model or detector, or smoothing out of range, raises: one error line (the CLI's boundary).
+    settings = Settings(model=model, detector=detector, age=age, detect_every=detect_every, smoothing=smoothing,
+                        max_upload_mb=max_upload_mb, keep_uploads=keep_uploads, allowed_hosts=hosts)
+    app = create_app(settings=settings)
     typer.echo(f"emolens: open http://{host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
     uvicorn.Server(server_config(app, settings, host, port)).run()
 

@@ -16,16 +16,15 @@ def export_web_command(
                                  help="face detector run by the page: blazeface (faces up to ~5 m) or "
                                       "blazeface-short (within ~2 m, fastest)."),
     force: bool = typer.Option(False, "--force", help="Write into a folder that is not empty."),
+    age: bool = typer.Option(False, "--age", help="Also estimate each face's apparent age in the page "
+                                                  "(the bundled age model; adds 0.8 MB)."),
 ) -> None:
     """Write a self-contained static page (HTML, JS, WebAssembly runtime, ONNX models, licence
     notice) that runs recognition in the browser: serve DEST from any static host, e.g.
     `python -m http.server -d DEST`. It loads nothing but its own files and sends nothing anywhere."""
     from emolens.apps.web.inpage import export_web
 
-    try:
-        files = export_web(dest, model, detector.strip().lower(), force)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+    files = export_web(dest, model, detector.strip().lower(), force, age)
     size = sum(f.stat().st_size for f in files)
     typer.echo(f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {dest}\n"
                f"serve it with: python -m http.server -d {dest}  (then open http://127.0.0.1:8000/)")
