@@ -3,6 +3,7 @@ JavaScript estimates the same ages as Python and smooths them like the Python tr
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 from fastapi.testclient import TestClient  # noqa: E402
-from test_web_inpage import chrome, exported, publish, run_in_page, wait_for_mode  # noqa: E402, F401
+from test_web_inpage import chrome, exported, publish, run_in_page, wait_for_frames, wait_for_mode  # noqa: E402, F401
 
 from emolens.apps.web.inpage import inpage_assets  # noqa: E402
 from emolens.apps.web.server import Settings, create_app  # noqa: E402
@@ -74,3 +75,26 @@ def test_page_estimates_ages_like_python(exported: tuple[str, Path], chrome, med
     expected = [tracker.update([FaceResult((10, 10, 50, 50), 1.0, {"happy": 1.0}, age=a)])[0].age for a in (30, 40, 40)]
     assert page["tracked"] == pytest.approx(expected)
     assert 10 < page["face"]["age"] < 80
+
+
+@pytest.mark.slow
+def test_static_export_with_age(exported: tuple[str, Path], chrome) -> None:  # noqa: F811  (pytest fixtures imported above)
+    """``emolens export-web --age``: the static page ships the age model and shows an age per face."""
+    from typer.testing import CliRunner
+
+    from emolens.apps.cli import app as cli
+
+    url, dest = exported
+    site = dest / "with-age"  # served by the same plain http.server, under /with-age/
+    run = CliRunner().invoke(cli, ["export-web", str(site), "--model", "fer2013-fast", "--age"])
+    assert run.exit_code == 0, run.output
+    config = json.loads((site / "assets" / "config.json").read_text())
+    assert config["age"]["file"] == "age.onnx" and config["age"]["crop"]["size"] == 64
+    assert (site / "assets" / "age.onnx").read_bytes() == (WEIGHTS / "age.onnx").read_bytes()
+    assert "what age estimation must not be used for" in (site / "NOTICE.txt").read_text()
+    chrome.get(f"{url}/with-age/")
+    assert wait_for_mode(chrome) == "browser"
+    chrome.find_element("id", "start").click()
+    face = wait_for_frames(chrome, 3)["faces"][0]
+    assert 10 < face["age"] < 80
+    chrome.find_element("id", "stop").click()

@@ -121,24 +121,29 @@ def notice(assets: InPageAssets) -> str:
         f"assets/detector.onnx ({assets.config['detector']['name']}):\n{blazeface}\n\n"
         f"assets/model.onnx ({model['name']}, {model['model_name']}): trained by emolens; see its model card\n"
         "(emolens/weights/*.md) for the training data (FER2013, AffectNet: research datasets, not shipped).\n"
+        + (f"\nassets/age.onnx ({assets.config['age']['model_name']}): trained by emolens on UTKFace (non-commercial "
+           "research use only); see emolens/weights/age.md, including what age estimation must not be used for.\n"
+           if "age" in assets.config else "")
     )
 
 
 def export_web(dest: str | Path, model: str | Path = "default", detector: str = DEFAULT_BROWSER_DETECTOR,
-               force: bool = False) -> list[Path]:
+               force: bool = False, age: bool | str | Path = False) -> list[Path]:
     """Write a self-contained static copy of the page that recognises in the browser only.
 
     ``dest`` gets ``index.html``, ``static/`` (script, styles, the in-page modules, the vendored
-    runtime), ``assets/`` (config.json and the two ONNX files) and ``NOTICE.txt``; any static host
+    runtime), ``assets/`` (config.json and the ONNX files) and ``NOTICE.txt``; any static host
     serves it (``python -m http.server -d DEST``). ``dest`` must be empty or absent unless ``force``.
-    Returns the written files.
+    ``age``: also estimate each face's apparent age in the page (``True``: the bundled ``age``
+    model; or an age model's name or .onnx path). Returns the written files.
     """
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise FileExistsError(f"{dest} is a file; expected a folder to write the page into")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise FileExistsError(f"{dest} is not empty; choose an empty folder or pass --force to overwrite")
-    assets = inpage_assets(model, detector, server=False)
+    age_model = AgeEstimator.load("age" if age is True else age) if age else None
+    assets = inpage_assets(model, detector, server=False, age=age_model)
     static = dest / "static"
     for sub in ("static/inpage", "static/vendor", "assets"):
         shutil.rmtree(dest / sub, ignore_errors=True)
