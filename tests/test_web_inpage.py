@@ -33,7 +33,7 @@ from emolens.apps.web.inpage import (BROWSER_DETECTORS, STATIC, browser_detector
                                      inpage_assets)
 from emolens.apps.web.server import create_app  # noqa: E402
 from emolens.preprocess import CropSpec, crop_face  # noqa: E402
-from emolens.inference.classifier import WEIGHTS, EmotionClassifier  # noqa: E402
+from emolens.inference.classifier import WEIGHTS, EmotionClassifier, list_bundled_models  # noqa: E402
 from emolens.boxes import box_iou  # noqa: E402
 from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector  # noqa: E402
 from emolens.images import load_image  # noqa: E402
@@ -45,10 +45,10 @@ from emolens.inference.results import FaceResult  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = STATIC / "vendor" / "onnxruntime-web"
 ARTIFACTS = REPO / "test-artifacts"
-MODELS = ("mixed8", "fer2013", "fer2013-fast", "affectnet8")
+MODELS = ("mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8")
 #: One engine per bundled model; together they cover both detectors the page runs.
 PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affectnet8", "blazeface"),
-         ("mixed8", "blazeface-short"))
+         ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"))  # every bundled emotion model
 
 
 def require_models() -> None:
@@ -364,6 +364,7 @@ def test_page_matches_python(exported: tuple[str, Path], chrome, media: Path, fe
     assert not differ, f"{len(differ)} of {len(expected)} crops differ from Python's, e.g. #{differ[:5]}"
 
     # 2. models and detectors: the same probabilities and boxes as Python
+    assert sorted(m for m, _ in PAIRS) == list_bundled_models(), "every bundled model is compared"
     stats = {"faces": len(expected) // len(specs), "crops_identical": len(expected)}
     for model, detector in PAIRS:
         assets = inpage_assets(model, detector, server=False)
