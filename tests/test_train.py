@@ -53,10 +53,12 @@ def test_train_cli_writes_a_complete_run(fer_small, tmp_path):
     assert any((out / "tb").iterdir())
 
 
-def test_resume_continues_exactly(fer_small, tmp_path):
-    """1 epoch + resume for 1 more equals 2 epochs straight: weights, optimiser state, history."""
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
+def test_resume_continues_exactly(fer_small, tmp_path, ema):
+    """1 epoch + resume for 1 more equals 2 epochs straight: weights (and their moving average),
+    optimiser state, history."""
     cache = tmp_path / "cache"
-    common = dict(amp="off", augment="default")
+    common = dict(amp="off", augment="default", ema=ema)
     fit(_cfg(fer_small, tmp_path / "straight", cache, epochs=2, **common), log=QUIET)
     fit(_cfg(fer_small, tmp_path / "split", cache, epochs=1, **common), log=QUIET)
     first = load_checkpoint(tmp_path / "split" / "last.pt")
@@ -74,6 +76,11 @@ def test_resume_continues_exactly(fer_small, tmp_path):
         assert int(pa["step"]) == int(pb["step"])
     assert a["scheduler"] == b["scheduler"]
     assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
+    if ema:  # "model" holds the average (validated, exported), "trained_model" what the optimiser trains
+        for key, value in a["trained_model"].items():
+            assert torch.allclose(value.float(), b["trained_model"][key].float(), atol=1e-6), key
+        assert a["ema_steps"] == b["ema_steps"] > 0
+        assert any(not torch.equal(a["model"][k], a["trained_model"][k]) for k in a["model"])
 
 
 def _killed_at_last(monkeypatch, at_epoch: int, after: bool) -> None:

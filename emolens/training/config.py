@@ -78,6 +78,10 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only (Nesterov)
     weight_decay: float = _cli(0.0, help="Weight decay (default {default}).")
     label_smoothing: float = _cli(0.0, help="Label smoothing (default {default}).")
+    ema: float = _cli(
+        0.0, help="Keep an exponential moving average of the weights with this decay per step, e.g. 0.999 "
+                  "(0 = off, the default): validation, best.pt and the export use the averaged weights.",
+    )
     class_weights: str = _cli("none", help="none | balanced (default none).")
     scheduler: str = _cli(
         "plateau", help="plateau (×0.1 after 5 epochs without better val acc, min 1e-6) | cosine | onecycle; default plateau.",
@@ -141,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.age_sigma <= 0 or self.age_l1 < 0:
             raise ValueError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch size and learning rate must be positive")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from torch import nn
 
 from emolens.progress import Tracked, interactive
 from emolens.training.losses import masked_logits, target_classes
+
+if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
@@ -53,8 +57,10 @@ def train_one_epoch(
     clip_grad: float = 0.0,
     batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     progress: bool = True,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
-    """Train for one pass over ``loader``; returns loss, acc, images and images_per_s."""
+    """Train for one pass over ``loader``; returns loss, acc, images and images_per_s. ``ema``: a
+    moving average of the weights, updated after every optimiser step."""
     model.train()
     loss_sum = correct = seen = 0.0
     start = time.perf_counter()
@@ -79,6 +85,8 @@ def train_one_epoch(
             optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model)
         n = len(y)
         loss_sum += loss.item() * n
         pred = (masked_logits(logits, y) if y.is_floating_point() else logits).argmax(1)

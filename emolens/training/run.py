@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from emolens.evaluation.plots import plot_curves
 from emolens.files import atomic_write
@@ -77,19 +78,45 @@ def on_this_machine(saved: dict[str, Any], given: dict[str, Any]) -> dict[str, A
 
 @dataclass
 class TrainState:
-    """What a checkpoint restores besides the run's progress: model, optimiser, scheduler, scaler."""
+    """What a checkpoint restores besides the run's progress: model, optimiser, scheduler, scaler,
+    and the weights' moving average when the run keeps one (``--ema``)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
+    ema: AveragedModel | None = None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated, saved as a checkpoint's ``model`` and exported."""
+        return self.model if self.ema is None else self.ema.module
+
+    def model_states(self) -> dict[str, Any]:
+        """A checkpoint's weights: ``model`` (the evaluated ones); with an average, also the trained
+        weights (``trained_model``) and the number of averaged steps."""
+        if self.ema is None:
+            return {"model": self.model.state_dict()}
+        return {"model": self.ema.module.state_dict(), "trained_model": self.model.state_dict(),
+                "ema_steps": int(self.ema.n_averaged)}
 
     def load(self, ckpt: dict[str, Any]) -> None:
-        """Load the four states of a checkpoint."""
-        self.model.load_state_dict(ckpt["model"])
+        """Load the states of a checkpoint."""
+        self.model.load_state_dict(ckpt.get("trained_model", ckpt["model"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.fill_(ckpt.get("ema_steps", 0))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+
+
+def moving_average(model: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics),
+    updated after each optimiser step; None when ``decay`` is 0."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 @dataclass
@@ -187,7 +214,7 @@ class RunDir:
         the run being deterministic, best.pt too."""
         row, epoch = progress.history[-1], progress.next_epoch - 1
         ckpt = {
-            **meta, "model": state.model.state_dict(), "epoch": epoch, "best_val_acc": progress.best_score,
+            **meta, **state.model_states(), "epoch": epoch, "best_val_acc": progress.best_score,
             "best_epoch": progress.best_epoch, "val_acc": val_acc, "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(), "rng": rng_state(),
             "history": progress.history,

@@ -30,7 +30,7 @@ from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
 from emolens.training.recipe import (
     extend_schedule, make_augment, make_criterion, make_optimizer, make_scheduler, step_scheduler,
 )
-from emolens.training.run import Progress, RunDir, TrainState, seed_everything
+from emolens.training.run import Progress, RunDir, TrainState, moving_average, seed_everything
 
 Log = Callable[[str], None]
 
@@ -282,12 +282,13 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     criterion = make_criterion(cfg, classes, targets, device)
     optimizer = make_optimizer(cfg, model.parameters())
     state = TrainState(model, optimizer, make_scheduler(cfg, optimizer, len(train_loader)),
-                       torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"))
+                       torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"), moving_average(model, cfg.ema))
     progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress.fresh(cfg.task)
     params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
         f"{f' × {info.world_size} processes' if info.enabled else ''}, "
-        f"{torch.get_num_threads()} CPU threads, precision {cfg.amp} ({amp_why})")
+        f"{torch.get_num_threads()} CPU threads, precision {cfg.amp} ({amp_why})"
+        f"{f', weights averaged (EMA decay {cfg.ema})' if cfg.ema else ''}")
     if info.is_main:
         run.open(cfg, progress.next_epoch)
     meta = {"task": cfg.task, "model_name": cfg.model, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
@@ -304,9 +305,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         train = train_one_epoch(
             train_model, train_loader, criterion, optimizer, device, epoch=epoch, amp_dtype=AMP_DTYPES[cfg.amp],
             scaler=state.scaler, clip_grad=cfg.clip_grad,
-            batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True,
+            batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True, ema=state.ema,
         )
-        val, score = _validate(cfg, model, val_sets, device, criterion)
+        val, score = _validate(cfg, state.evaluated, val_sets, device, criterion)
         step_scheduler(cfg, state.scheduler, score)
         improved = progress.record(epoch, score, _history_row(epoch, lr, train, val, time.perf_counter() - t0))
         if info.is_main:

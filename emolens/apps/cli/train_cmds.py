@@ -67,7 +67,7 @@ def models_cmd(
 # comes after these). Flags, types, help and defaults come from TrainConfig's field metadata.
 _TRAIN_HELP_ORDER = (
     "data", "task", "age_sigma", "age_l1", "arch", "model", "out", "resume", "force", "epochs", "batch_size", "lr",
-    "optimizer", "weight_decay", "label_smoothing", "class_weights", "scheduler", "early_stopping", "clip_grad",
+    "optimizer", "weight_decay", "label_smoothing", "ema", "class_weights", "scheduler", "early_stopping", "clip_grad",
     "amp", "seed", "input_size", "channels", "margin", "contrast", "select", "teacher", "distill_weight",
     "teacher_members", "keep", "drop", "merge", "format", "augment", "init", "workers", "device", "cache_dir",
 )
