@@ -136,6 +136,20 @@ def test_train_task_age_evaluate_export(utkface_small, tmp_path):
     ages = estimator.predict_ages(np.stack([read_image(p) for p in sorted(utkface_small.iterdir())[:8]]))
     assert ages.shape == (8,) and ((ages >= 0) & (ages <= 100)).all()
 
+    # distillation: the run as a teacher (flip-averaged outputs saved), a student trained on them
+    teachers = tmp_path / "teachers.npz"
+    result = runner.invoke(app, ["teach", str(run), "--data", str(utkface_small), "--out", str(teachers), "--tta", "flip",
+                                 "--cache-dir", cache])
+    assert result.exit_code == 0 and "ensemble MAE" in result.output, result.output
+    student = ["train", "--task", "age", *common, "--margin", "0", "--input-size", "32", "--channels", "3",
+               "--teacher", str(teachers), "--ema", "0.9"]
+    too_much = runner.invoke(app, [*student, "--out", str(tmp_path / "s0"), "--distill-weight", "0.8"])
+    assert too_much.exit_code == 2 and "--distill-weight ≤ 0.5" in too_much.output
+    result = runner.invoke(app, [*student, "--out", str(tmp_path / "s1"), "--distill-weight", "0.5"])
+    assert result.exit_code == 0, result.output
+    n_train = len(load_dataset(utkface_small).split("train"))
+    assert f"teacher outputs: {n_train} of {n_train} " in result.output
+
 
 @pytest.mark.skipif(not BUNDLED_AGE.is_file(), reason="no bundled age model")
 def test_bundled_age_model_gives_plausible_ages(utkface_val_sample):

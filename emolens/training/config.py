@@ -145,6 +145,9 @@ class TrainConfig:
             raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.age_sigma <= 0 or self.age_l1 < 0:
             raise ValueError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
+        if self.task == "age" and self.teacher and self.distill_weight > 0.5:
+            raise ValueError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
+                             "reads each image's own age as the top bin of its mixed target")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

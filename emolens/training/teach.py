@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emolens.age import AGE_CLASSES, bin_centers, is_age_model
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
 from emolens.data.sources import VAL_SPLITS, SourceSpec, plurality, read_votes, union_classes, vote_matrix
@@ -92,6 +93,11 @@ def save_teacher_outputs(
     write the outputs file and its report; return the report."""
     predictors = [load_predictor(m, device) for m in models]
     classes = union_classes([p.classes for p in predictors])
+    age = [is_age_model(p.classes) for p in predictors]
+    if any(age) != all(age):
+        raise ValueError("teachers must be all age models or all expression models")
+    if all(age):
+        classes = list(AGE_CLASSES)  # bin order, so the report's MAE can take each output's expectation
     all_keys: list[np.ndarray] = []
     all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
     report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
@@ -137,12 +143,14 @@ def save_teacher_outputs(
                     votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
                     vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
                 for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
-                    entry[label] = {"acc": _accuracy(p, labels, columns)}
+                    entry[label] = ({"mae": float(np.abs(p @ bin_centers(classes) - labels).mean())} if all(age)
+                                    else {"acc": _accuracy(p, labels, columns)})
                     if votes is not None:
                         entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
                 report["val"][name] = entry
                 log(f"{name}/{split_name}: " + ", ".join(
-                    f"{label} {v['acc']:.4f}" + (f" (votes {v['votes_acc']:.4f})" if "votes_acc" in v else "")
+                    (f"{label} MAE {v['mae']:.3f}" if "mae" in v else f"{label} {v['acc']:.4f}")
+                    + (f" (votes {v['votes_acc']:.4f})" if "votes_acc" in v else "")
                     for label, v in entry.items() if isinstance(v, dict)
                 ))
                 break  # one validation split per source

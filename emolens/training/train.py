@@ -96,14 +96,15 @@ def _sources(cfg: TrainConfig) -> list[SourceSpec]:
     return specs
 
 
-def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceData], log: Log) -> list[np.ndarray]:
-    """Each source's training targets mixed with the saved teacher outputs (``cfg.teacher``; where
-    several files hold an image, their probabilities are averaged)."""
+def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceData], targets: list[np.ndarray],
+                     log: Log) -> list[np.ndarray]:
+    """Each source's training ``targets`` mixed with the saved teacher outputs (``cfg.teacher``;
+    where several files hold an image, their probabilities are averaged)."""
     from emolens.training.teach import load_teacher_outputs
 
     files = [load_teacher_outputs(path, classes, members=cfg.teacher_members) for path in cfg.teacher or []]
     mixed = []
-    for src in sources:
+    for src, own in zip(sources, targets, strict=True):
         per_file = np.stack([f.lookup(src.name, src.train_keys) for f in files])
         found = ~np.isnan(per_file).all(axis=2)  # files × samples
         probs = np.full(per_file.shape[1:], np.nan, np.float32)
@@ -111,7 +112,7 @@ def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceD
         probs[any_found] = np.nansum(per_file, axis=0)[any_found] / found.sum(axis=0)[any_found, None]
         log(f"teacher outputs: {int(any_found.sum())} of {len(probs)} {src.name} training images matched "
             f"(distill weight {cfg.distill_weight})")
-        mixed.append(mix_targets(src.train_targets, probs, cfg.distill_weight))
+        mixed.append(mix_targets(own, probs, cfg.distill_weight))
     return mixed
 
 
@@ -133,10 +134,12 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     if info.is_main:
         distributed.barrier()
     if cfg.task == "age":  # Gaussian label distributions around each sample's age bin
-        targets = gaussian_targets(np.concatenate([s.train_targets for s in sources]).argmax(1), len(classes), cfg.age_sigma)
+        own = [gaussian_targets(s.train_targets.argmax(1), len(classes), cfg.age_sigma) for s in sources]
     else:
-        targets = _teacher_targets(cfg, classes, sources, log) if cfg.teacher else [s.train_targets for s in sources]
-        targets = smooth_targets(np.concatenate(targets), cfg.label_smoothing)
+        own = [s.train_targets for s in sources]
+    targets = np.concatenate(_teacher_targets(cfg, classes, sources, own, log) if cfg.teacher else own)
+    if cfg.task != "age":
+        targets = smooth_targets(targets, cfg.label_smoothing)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     train_loader = ArrayLoader(
         np.concatenate([s.train_images for s in sources]), targets, cfg.batch_size, shuffle=True, drop_last=True,
