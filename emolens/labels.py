@@ -130,6 +130,7 @@ class ClassSelection:
 
     @property
     def is_identity(self) -> bool:
+        """True when the selection keeps every class as it is."""
         return not (self.keep or self.drop or self.merge)
 
 

@@ -39,6 +39,7 @@ class LiveRun:
 
 
 def source_stem(source: str | int) -> str:
+    """A file-name stem for snapshots of ``source``: ``camera0`` or the video file's stem."""
     return f"camera{source}" if is_camera(source) else Path(str(source)).stem or "stream"
 
 

@@ -18,6 +18,7 @@ DEFAULT_SMOOTHING = 0.6
 
 
 def check_smoothing(value: float) -> float:
+    """``value`` when it is a valid smoothing factor in [0, 1); ValueError otherwise."""
     if not 0.0 <= value < 1.0:
         raise ValueError(f"smoothing must be in [0, 1) (0 turns it off), got {value}")
     return float(value)
@@ -45,6 +46,7 @@ class FaceTracker:
         self._next_id = 0
 
     def reset(self) -> None:
+        """Forget every track (a new stream); ids start again at 0."""
         self.tracks.clear()
         self._next_id = 0
 

@@ -44,6 +44,7 @@ Source = str | int | Path
 
 
 def is_camera(source: Source) -> bool:
+    """True for a camera index (``0`` or ``"0"``), False for files and URLs."""
     return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
 
 

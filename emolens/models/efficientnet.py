@@ -63,4 +63,5 @@ class EfficientNetB0(nn.Module):
 
 @register_model("efficientnet-b0", input_size=224, channels=3, description="EfficientNet-B0 (stride-1 stem at ≤64 px)")
 def efficientnet_b0(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    """EfficientNet-B0; inputs of 64 px or less get a stride-1 stem."""
     return EfficientNetB0(num_classes, channels, small_input=input_size <= SMALL_INPUT, **kwargs)

@@ -68,7 +68,7 @@ class MiniXception(nn.Module):
     description="mini-Xception: depthwise-separable residual CNN, real-time on CPU",
 )
 def mini_xception(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
-    # Fully convolutional with global pooling: any input size works.
+    """mini-Xception (fully convolutional with global pooling: any input size works)."""
     return MiniXception(num_classes, channels, **kwargs)
 
 
@@ -79,5 +79,6 @@ def mini_xception(num_classes: int, input_size: int, channels: int, **kwargs) ->
     description="mini-Xception at twice the width: more accuracy, still real-time on CPU",
 )
 def mini_xception_wide(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    """mini-Xception at twice the width (32/64/128/256 channels)."""
     kwargs.setdefault("widths", (32, 64, 128, 256))
     return MiniXception(num_classes, channels, **kwargs)

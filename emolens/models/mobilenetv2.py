@@ -53,4 +53,5 @@ class MobileNetV2(nn.Module):
 
 @register_model("mobilenetv2", input_size=224, channels=3, description="MobileNetV2 (stride-1 stem at ≤64 px)")
 def mobilenetv2(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    """MobileNetV2; inputs of 64 px or less get a stride-1 stem."""
     return MobileNetV2(num_classes, channels, small_input=input_size <= SMALL_INPUT, **kwargs)

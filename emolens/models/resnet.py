@@ -58,4 +58,5 @@ class ResNet18(nn.Module):
 
 @register_model("resnet18", input_size=224, channels=3, description="ResNet-18 (3×3 stem, no max-pool at ≤64 px)")
 def resnet18(num_classes: int, input_size: int, channels: int) -> nn.Module:
+    """ResNet-18; inputs of 64 px or less get a 3×3 stride-1 stem without max-pooling."""
     return ResNet18(num_classes, channels, small_input=input_size <= SMALL_INPUT)

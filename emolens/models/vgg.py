@@ -64,9 +64,11 @@ class SeedCNN(nn.Module):
 
 @register_model("vgg48", input_size=48, channels=1, description="VGG-style CNN for 48×48 faces (FER2013 VGGNet variant)")
 def vgg48(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    """The 48×48 VGG-style network."""
     return VGG48(num_classes, channels, **kwargs)
 
 
 @register_model("seed-cnn", input_size=224, channels=3, description="4-block VGG-style baseline CNN with global pooling")
 def seed_cnn(num_classes: int, input_size: int, channels: int) -> nn.Module:
+    """The 4-block VGG-style baseline with global pooling."""
     return SeedCNN(num_classes, channels)

@@ -26,6 +26,7 @@ class DistInfo:
 
 
 def launched_by_torchrun() -> bool:
+    """True inside a torchrun launch of more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
@@ -52,10 +53,12 @@ def setup(device: torch.device) -> DistInfo:
 
 
 def barrier() -> None:
+    """Wait for every process of a distributed run (no-op otherwise)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
 def teardown() -> None:
+    """End the distributed process group, if one was started."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

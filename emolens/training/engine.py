@@ -28,6 +28,7 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autoc
 
 
 def global_sums(*values: float, device: torch.device) -> list[float]:
+    """``values`` summed over all processes of a distributed run (as they are in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)

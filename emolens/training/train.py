@@ -167,7 +167,8 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     return classes, train_loader, val_sets, targets
 
 
-def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype, select: str) -> dict[str, float]:
+def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
+             select: str) -> dict[str, float]:
     """Per source: accuracy (and accuracy against the vote plurality where votes exist) with
     predictions restricted to the source's classes; ``acc`` is the selection metric and ``loss``
     the mean cross-entropy over every validation image."""
@@ -194,8 +195,8 @@ def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp
     return out
 
 
-def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype, criterion: nn.Module,
-                 sigma: float) -> dict[str, float]:
+def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
+                 criterion: nn.Module, sigma: float) -> dict[str, float]:
     """Age validation over every source: ``mae`` of the expected age (years, ages clipped to the
     bins), ``acc`` = CS(5) (share within 5 years) and ``loss`` (the training loss on Gaussian targets)."""
     sums = [0.0, 0.0, 0.0, 0.0]  # abs error, within 5, loss, n

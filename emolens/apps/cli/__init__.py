@@ -100,6 +100,7 @@ for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app
 
 
 def main() -> None:
+    """The ``emolens`` console script."""
     # File names that are not valid UTF-8 print with backslash escapes instead of failing the command.
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
