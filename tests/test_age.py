@@ -112,7 +112,7 @@ def test_train_task_age_evaluate_export(utkface_small, tmp_path):
     wrong = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "--task age" in wrong.output
     result = runner.invoke(app, ["train", "--task", "age", *common, "--out", str(run), "--margin", "0",
-                                 "--input-size", "32", "--channels", "3"])
+                                 "--input-size", "32", "--channels", "3", "--seed", "3"])  # --seed leaves the split
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert float(rows[0]["val_mae"]) > 0 and (run / "curves.png").is_file()
@@ -126,7 +126,8 @@ def test_train_task_age_evaluate_export(utkface_small, tmp_path):
     assert 0 <= report["cs5"] <= 1 and set(report["bands"]) == {"0-12", "13-20", "21-40", "41-60", "61+"}
     assert set(report["groups"]) == {"gender", "race"} and sum(g["n"] for g in report["groups"]["gender"].values()) == report["n"]
     assert (report_dir / "age_scatter.png").stat().st_size > 10_000
-    assert report["mae"] == pytest.approx(float(rows[0]["val_mae"]), abs=0.01)  # the same faces and ages (none over 100)
+    # the same faces and ages (none over 100): training validated on the split evaluate reads, whatever --seed
+    assert report["mae"] == pytest.approx(float(rows[0]["val_mae"]), abs=0.01)
 
     onnx_path = tmp_path / "age.onnx"
     result = runner.invoke(app, ["export", str(run), "--out", str(onnx_path), "--cache-dir", cache])

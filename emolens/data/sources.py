@@ -141,13 +141,11 @@ def plurality(counts: np.ndarray) -> np.ndarray:
     return np.where(unique, filled.argmax(axis=1), -1)
 
 
-def load_source(
-    spec: SourceSpec, classes: list[str], crop: CropSpec, *, seed: int = 0, cache_dir: Path | None = None
-) -> SourceData:
-    """Decode one source's train and validation splits with targets over the run's ``classes``."""
+def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_dir: Path | None = None) -> SourceData:
+    """Decode one source's train and validation splits with targets over the run's ``classes``
+    (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does)."""
     dataset = load_dataset(
-        spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge),
-        seed=seed, crop=crop,
+        spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )
     val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
     if "train" not in dataset.splits or val_name is None:
@@ -190,11 +188,9 @@ def load_source(
     )
 
 
-def source_classes(spec: SourceSpec, seed: int = 0) -> list[str]:
+def source_classes(spec: SourceSpec) -> list[str]:
     """A source's classes after its selection (plus its vote classes), without decoding images."""
-    dataset = load_dataset(
-        spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), seed=seed
-    )
+    dataset = load_dataset(spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge))
     classes = list(dataset.classes)
     if spec.votes:
         classes += [c for c in read_votes(spec.votes)[0] if c not in classes]

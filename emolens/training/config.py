@@ -99,7 +99,8 @@ class TrainConfig:
     augment: str = _cli(
         "default", help="default (rotation ±15°, zoom 0.8–1.2, shift ±10%, h-flip) | strong (+ random crop, erasing) | none.",
     )
-    seed: int = _cli(0, help="Random seed (default {default}).")
+    seed: int = _cli(0, help="Random seed of initialisation, augmentation and order (default {default}); splits that "
+                          "emolens makes (class-folders, utkface) stay fixed, as evaluate sees them.")
     select: str = _cli(  # checkpoint selection: mean of the sources' val accuracies, or one source's name
         "mean", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name.",
     )

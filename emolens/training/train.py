@@ -120,7 +120,9 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     """Class list, the train loader over every source, one validation set per source, and the
     training targets. Rank 0 builds the decode caches first; the others wait and read them."""
     specs = _sources(cfg)
-    per_source = [source_classes(s, cfg.seed) for s in specs]
+    # Splits emolens makes itself (class-folders, utkface) are load_dataset's fixed ones, whatever
+    # --seed: every run, teacher and `evaluate` must see the same validation images.
+    per_source = [source_classes(s) for s in specs]
     is_age = [c == list(AGE_CLASSES) for c in per_source]
     if any(is_age) != (cfg.task == "age") or any(is_age) != all(is_age):
         raise ValueError(f"--data {', '.join(s.path for s in specs)}: "
@@ -130,7 +132,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    sources = [load_source(s, classes, crop, seed=cfg.seed, cache_dir=cache_dir) for s in specs]
+    sources = [load_source(s, classes, crop, cache_dir=cache_dir) for s in specs]
     if info.is_main:
         distributed.barrier()
     if cfg.task == "age":  # Gaussian label distributions around each sample's age bin
