@@ -192,8 +192,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
-    from emolens.inference.classifier import EmotionClassifier
     from emolens.images import load_image
+    from emolens.inference.classifier import EmotionClassifier
     from emolens.labels import canonical
 
     labels = args.only or [*CANDIDATES, PaddedSecondPass().name]

@@ -89,8 +89,8 @@ def pasted_faces(photos: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def bench_detectors(names: list[str], runs: int) -> list[dict]:
-    from emolens.inference.detectors import create_detector
     from emolens.images import load_image
+    from emolens.inference.detectors import create_detector
 
     photos = {name: load_image(MEDIA / f"{name}.jpg") for name in PHOTOS}
     cartoon = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames(MEDIA / "pyfeat_no_face.mp4")]

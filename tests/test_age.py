@@ -14,7 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from emolens.age import (
-    AGE_CLASSES, age_bin, age_metrics, decade_counts, expected_age, gaussian_targets, parse_utkface_name,
+    AGE_CLASSES,
+    age_bin,
+    age_metrics,
+    decade_counts,
+    expected_age,
+    gaussian_targets,
+    parse_utkface_name,
 )
 from emolens.apps.cli import app
 from emolens.data import load_dataset, read_image

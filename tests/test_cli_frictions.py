@@ -93,8 +93,8 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
 
 def test_a_cuda_run_resumes_on_a_cpu_with_this_machines_device_and_precision():
     torch = pytest.importorskip("torch")
-    from emolens.training.run import on_this_machine as _on_this_machine
     from emolens.training.config import TrainConfig
+    from emolens.training.run import on_this_machine as _on_this_machine
 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from emolens.data import DatasetError, load_dataset
-from emolens.data.formats import FORMATS, Layout, ReadOptions, detect_format, get_format, list_formats, register_format
-from emolens.data.formats import registry
+from emolens.data.formats import (
+    FORMATS,
+    Layout,
+    ReadOptions,
+    detect_format,
+    get_format,
+    list_formats,
+    register_format,
+    registry,
+)
 from emolens.data.splits import ArraySplit
 from emolens.preprocess import CropSpec
 

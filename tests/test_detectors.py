@@ -3,13 +3,14 @@ close-ups, fallback chains, whole-image mode."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
 from helpers import video_frames
 
-from concurrent.futures import ThreadPoolExecutor
-
+from emolens.images import load_image
 from emolens.inference.detectors import (
     BLAZEFACE_LANDMARKS,
     YUNET_LANDMARKS,
@@ -23,7 +24,6 @@ from emolens.inference.detectors.blazeface import (
     ssd_anchors,
     weighted_nms,
 )
-from emolens.images import load_image
 
 ALL = ["blazeface", "blazeface-short", "haar", "yunet"]
 

@@ -14,12 +14,12 @@ from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app  # noqa: E402
 from emolens.data import load_arrays, load_dataset  # noqa: E402
-from emolens.preprocess import CropSpec  # noqa: E402
 from emolens.evaluation.evaluate import evaluate_model, tta_views  # noqa: E402
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error  # noqa: E402
 from emolens.models import create_model  # noqa: E402
 from emolens.models.checkpoint import save_checkpoint  # noqa: E402
 from emolens.models.export import compare_with_torch, export_onnx, quantize_int8  # noqa: E402
+from emolens.preprocess import CropSpec  # noqa: E402
 
 FER = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 QUIET = lambda _msg: None  # noqa: E731

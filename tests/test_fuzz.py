@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fuzz_inputs import malformed_images, malformed_videos
 
 from emolens.errors import InputError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import analyze_video
-from fuzz_inputs import malformed_images, malformed_videos
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 10

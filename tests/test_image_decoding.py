@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzz_inputs import repeated_scans_jpeg
 from PIL import Image
 
 from emolens.errors import InputError, LimitError
 from emolens.images import check_jpeg_scans, decode, jpeg_scan_limit, load_image
-from fuzz_inputs import repeated_scans_jpeg
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 from helpers import (
     FER_CLASSES,
     make_dev_model,
@@ -20,11 +19,12 @@ from helpers import (
     require_bundled_model,
     video_frames,
 )
+from PIL import Image
 
 import emolens
-from emolens.inference.classifier import EmotionClassifier, list_bundled_models
 from emolens.errors import InputError
 from emolens.images import load_image
+from emolens.inference.classifier import EmotionClassifier, list_bundled_models
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult
 from emolens.inference.tracking import FaceTracker

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emolens.inference.detectors import create_detector, list_detectors
 from emolens.errors import LimitError
 from emolens.images import load_image
+from emolens.inference.detectors import create_detector, list_detectors
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.video import analyze_video
 

@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from emolens.data import load_arrays, load_dataset  # noqa: E402
-from emolens.preprocess import normalize  # noqa: E402
 from emolens.models import create_model, list_models, register_model  # noqa: E402
 from emolens.models.checkpoint import init_from  # noqa: E402
+from emolens.preprocess import normalize  # noqa: E402
 
 NAMES = ["efficientnet-b0", "mini-xception", "mini-xception-wide", "mobilenetv2", "resnet18", "seed-cnn", "vgg48"]
 

@@ -16,11 +16,18 @@ from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app  # noqa: E402
 from emolens.data import load_arrays, load_dataset, read_image  # noqa: E402
-from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 from emolens.data.sources import (  # noqa: E402
-    SourceSpec, epoch_indices, load_source, mix_targets, plurality, smooth_targets, source_classes, union_classes,
+    SourceSpec,
+    epoch_indices,
+    load_source,
+    mix_targets,
+    plurality,
+    smooth_targets,
+    source_classes,
+    union_classes,
 )
 from emolens.models.checkpoint import load_model  # noqa: E402
+from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 from emolens.training.losses import SoftTargetCrossEntropy  # noqa: E402
 from emolens.training.teach import load_teacher_outputs  # noqa: E402
 

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 import uvicorn  # noqa: E402
+from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, running_server, write_y4m  # noqa: E402
 
 from emolens.apps.web.server import create_app  # noqa: E402
-from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, running_server, write_y4m  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

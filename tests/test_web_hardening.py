@@ -18,13 +18,13 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from fuzz_inputs import repeated_scans_jpeg  # noqa: E402
 from PIL import Image  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
+from webtools import free_port, running_server  # noqa: E402
 
 from emolens.apps.web.server import Settings, create_app, server_config  # noqa: E402
-from fuzz_inputs import repeated_scans_jpeg  # noqa: E402
-from webtools import free_port, running_server  # noqa: E402
 
 LOCAL = "http://127.0.0.1:8000"
 STREAM = "ws://127.0.0.1:8000/api/v1/stream"

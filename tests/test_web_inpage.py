@@ -25,22 +25,21 @@ pytest.importorskip("selenium")
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import video_frames  # noqa: E402
 from test_web_browser import server_url  # noqa: E402, F401
-from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, write_y4m  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
+from webtools import CHROMEDRIVER, CHROMIUM, chrome_driver, free_port, write_y4m  # noqa: E402
 
 from emolens.apps.cli import app as cli  # noqa: E402
-from emolens.apps.web.inpage import (BROWSER_DETECTORS, STATIC, browser_detector, export_web,  # noqa: E402
-                                     inpage_assets)
+from emolens.apps.web.inpage import BROWSER_DETECTORS, STATIC, browser_detector, export_web, inpage_assets  # noqa: E402
 from emolens.apps.web.server import create_app  # noqa: E402
-from emolens.preprocess import CropSpec, crop_face  # noqa: E402
-from emolens.inference.classifier import WEIGHTS, EmotionClassifier, list_bundled_models  # noqa: E402
 from emolens.boxes import box_iou  # noqa: E402
-from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector  # noqa: E402
 from emolens.images import load_image  # noqa: E402
+from emolens.inference.classifier import WEIGHTS, EmotionClassifier, list_bundled_models  # noqa: E402
+from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector  # noqa: E402
 from emolens.inference.recognizer import Recognizer  # noqa: E402
+from emolens.inference.results import FaceResult  # noqa: E402
 from emolens.inference.stream import StreamAnalyzer  # noqa: E402
 from emolens.inference.tracking import FaceTracker  # noqa: E402
-from emolens.inference.results import FaceResult  # noqa: E402
+from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = STATIC / "vendor" / "onnxruntime-web"

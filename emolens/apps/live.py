@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.inference.annotate import save_image
 from emolens.errors import InputError
+from emolens.inference.annotate import save_image
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.tracking import DEFAULT_SMOOTHING

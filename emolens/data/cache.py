@@ -15,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from emolens.data.splits import Split
 from emolens.errors import DatasetError, DatasetWarning
-from emolens.preprocess import resize_to
 from emolens.files import atomic_path
+from emolens.preprocess import resize_to
 
 _CACHE_VERSION = 2
 _CHUNK = 256

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from emolens.data.sources import epoch_indices
 from emolens.data.splits import Split
 from emolens.errors import DatasetError, DatasetWarning
 from emolens.preprocess import MEAN, STD, resize_to
-from emolens.data.sources import epoch_indices
 
 
 class _BatchLoader:

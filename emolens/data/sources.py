@@ -28,8 +28,8 @@ import numpy as np
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
 from emolens.errors import DatasetError
-from emolens.preprocess import CropSpec
 from emolens.labels import ClassSelection, canonical_or_none
+from emolens.preprocess import CropSpec
 
 VAL_SPLITS = ("val", "test", "eval")
 

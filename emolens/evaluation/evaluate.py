@@ -107,7 +107,7 @@ def _detected_faces(split, predictor: Predictor, detector: str, align: bool = Fa
 
 def _votes_accuracy(probs: np.ndarray, classes: list[str], keys: np.ndarray, votes: str | Path) -> tuple[float, int]:
     """Accuracy against the plurality of the crowd votes, over the voted classes the model knows."""
-    from emolens.data.sources import vote_matrix, plurality, read_votes
+    from emolens.data.sources import plurality, read_votes, vote_matrix
 
     vote_classes, table = read_votes(votes)
     known = [c for c in vote_classes if c in classes]

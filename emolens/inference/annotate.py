@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.inference.results import FaceResult
 from emolens.files import atomic_path
+from emolens.inference.results import FaceResult
 
 #: BGR colour per canonical emotion.
 COLORS: dict[str, tuple[int, int, int]] = {

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from emolens.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.detectors import DEFAULT_STREAM_DETECTOR, Detection, Detector, create_detector
-from emolens.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.results import FaceResult, ImageResult
-
 
 #: Optional per-face attributes (``Recognizer(attributes=...)``).
 ATTRIBUTES: tuple[str, ...] = ("age",)

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from emolens.inference.annotate import annotate, draw_fps
 from emolens.errors import InputError
-from emolens.images import check_pixels
 from emolens.figures import figure_bytes, new_figure, save_figure
 from emolens.files import atomic_path, write_text
+from emolens.images import check_pixels
+from emolens.inference.annotate import annotate, draw_fps
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.stream import StreamAnalyzer

@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 import torch
 
-from emolens.files import atomic_write
 from emolens.age import is_age_model
+from emolens.files import atomic_write
 from emolens.labels import canonical, remap
 from emolens.models.checkpoint import load_checkpoint, load_model
 from emolens.models.predictor import TorchPredictor

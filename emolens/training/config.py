@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from emolens.age import TASKS
-from emolens.preprocess import CONTRASTS
 from emolens.files import write_json
+from emolens.preprocess import CONTRASTS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle")

@@ -17,18 +17,29 @@ from torch import nn
 
 from emolens.age import AGE_CLASSES, describe_classes, gaussian_targets
 from emolens.data.loader import ArrayLoader
-from emolens.preprocess import CropSpec
 from emolens.data.sources import (
-    SourceData, SourceSpec, load_source, mix_targets, smooth_targets, source_classes, union_classes,
+    SourceData,
+    SourceSpec,
+    load_source,
+    mix_targets,
+    smooth_targets,
+    source_classes,
+    union_classes,
 )
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
+from emolens.preprocess import CropSpec
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
 from emolens.training.engine import global_sums, predict_logits, train_one_epoch
 from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
 from emolens.training.recipe import (
-    extend_schedule, make_augment, make_criterion, make_optimizer, make_scheduler, step_scheduler,
+    extend_schedule,
+    make_augment,
+    make_criterion,
+    make_optimizer,
+    make_scheduler,
+    step_scheduler,
 )
 from emolens.training.run import Progress, RunDir, TrainState, moving_average, seed_everything
 

@@ -14,8 +14,16 @@ from typing import Any
 import typer
 
 import emolens
-from emolens.apps.cli import (cache_cmds, data_cmds, evaluate_cmds, export_cmds, infer_cmds, serve_cmds, train_cmds,
-                              web_cmds)
+from emolens.apps.cli import (
+    cache_cmds,
+    data_cmds,
+    evaluate_cmds,
+    export_cmds,
+    infer_cmds,
+    serve_cmds,
+    train_cmds,
+    web_cmds,
+)
 from emolens.errors import EmolensError
 
 #: Top-level module → the pip extra that installs it.

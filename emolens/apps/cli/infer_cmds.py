@@ -63,10 +63,10 @@ def analyze(
     from rich.console import Console
 
     from emolens.apps.cli import error_message, print_error
-    from emolens.inference.annotate import save_image
-    from emolens.inference.detectors import probably_face_crop
     from emolens.errors import InputError
     from emolens.images import IMAGE_SUFFIXES, describe
+    from emolens.inference.annotate import save_image
+    from emolens.inference.detectors import probably_face_crop
     from emolens.inference.video import VIDEO_SUFFIXES
     from emolens.progress import progress
 

@@ -33,6 +33,7 @@ def serve(
     """Serve live browser recognition (webcam over a WebSocket) and a REST API under /api/v1."""
     import fastapi  # noqa: F401  (a missing [web] extra is reported by the CLI in one line)
     import uvicorn
+
     from emolens.apps.web.guards import LOCAL_HOSTS
     from emolens.apps.web.server import Settings, create_app, server_config
 

@@ -28,7 +28,13 @@ def models_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from emolens.inference.classifier import ATTRIBUTE_MODELS, DEFAULT_MODEL, WEIGHTS, EmotionClassifier, list_bundled_models
+    from emolens.inference.classifier import (
+        ATTRIBUTE_MODELS,
+        DEFAULT_MODEL,
+        WEIGHTS,
+        EmotionClassifier,
+        list_bundled_models,
+    )
 
     console = Console()
     bundled = Table(title="trained models, bundled (--model NAME in analyze, live, serve, evaluate)")

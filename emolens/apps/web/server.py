@@ -29,14 +29,21 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import emolens
-from emolens.apps.web.guards import (LOCAL_HOSTS, TRY_AGAIN_LATER, BodyLimit, HostGuard, SecurityHeaders, WorkLimit,
-                                     guarded_protocol)
+from emolens.apps.web.guards import (
+    LOCAL_HOSTS,
+    TRY_AGAIN_LATER,
+    BodyLimit,
+    HostGuard,
+    SecurityHeaders,
+    WorkLimit,
+    guarded_protocol,
+)
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
 from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
+from emolens.errors import InputError, LimitError
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
-from emolens.errors import InputError, LimitError
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.stream import StreamAnalyzer, check_detect_every
 from emolens.inference.tracking import DEFAULT_SMOOTHING, check_smoothing

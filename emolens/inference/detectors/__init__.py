@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-
 #: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
 #: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
 #: and, on frames where it finds nothing (close-ups), YuNet at 320 px.
