@@ -96,8 +96,10 @@ def save_teacher_outputs(
     age = [is_age_model(p.classes) for p in predictors]
     if any(age) != all(age):
         raise ValueError("teachers must be all age models or all expression models")
+    centers = None  # age teachers: the bins' ages, for the report's MAE
     if all(age):
-        classes = list(AGE_CLASSES)  # bin order, so the report's MAE can take each output's expectation
+        classes = list(AGE_CLASSES)  # bin order, so each output's expectation is an age
+        centers = bin_centers(classes)
     all_keys: list[np.ndarray] = []
     all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
     report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
@@ -143,7 +145,7 @@ def save_teacher_outputs(
                     votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
                     vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
                 for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
-                    entry[label] = ({"mae": float(np.abs(p @ bin_centers(classes) - labels).mean())} if all(age)
+                    entry[label] = ({"mae": float(np.abs(p @ centers - labels).mean())} if centers is not None
                                     else {"acc": _accuracy(p, labels, columns)})
                     if votes is not None:
                         entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
