@@ -1,8 +1,9 @@
-"""Age as a task: the age bins a model classifies over, label-distribution targets, the
-expected age of a bin distribution, UTKFace file names, and the age metrics (MAE, CS(5), bands).
+"""Age as a task: the age bins a model classifies over, label-distribution targets, the age
+read from a bin distribution, UTKFace file names, and the age metrics (MAE, CS(5), bands).
 
 An age model is a classifier over :data:`AGE_CLASSES` (one bin per year, ``"100"`` meaning 100
-or older) whose output is the expectation of its softmax in years. Torch-free (numpy only).
+or older) whose output is the median of its softmax in years (:func:`predicted_age`).
+Torch-free (numpy only).
 """
 
 from __future__ import annotations
@@ -74,9 +75,20 @@ def gaussian_targets(bins: np.ndarray, num_bins: int = MAX_AGE + 1, sigma: float
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def expected_age(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """The expectation in years of each row of bin probabilities (N×K → N)."""
-    return np.asarray(probs, np.float32) @ bin_centers(classes)
+def predicted_age(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The age in years (float32 N) of each row of bin probabilities (N×K): the median of the
+    distribution, each bin spread evenly over its year. The median is the estimate with the least
+    expected absolute error; on the bundled model's validation split it reads 0.1 year lower MAE
+    than the expectation (docs/training.md)."""
+    centers = bin_centers(classes)
+    order = np.argsort(centers)
+    p, c = np.asarray(probs, np.float64)[:, order], centers[order].astype(np.float64)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    cdf = np.cumsum(p, axis=1)
+    i = np.minimum((cdf < 0.5).sum(axis=1), len(c) - 1)  # the bin holding the median
+    rows = np.arange(len(p))
+    inside = (0.5 - (cdf[rows, i] - p[rows, i])) / np.maximum(p[rows, i], 1e-12)
+    return np.clip(c[i] - 0.5 + inside, c[0], c[-1]).astype(np.float32)
 
 
 def age_metrics(true: np.ndarray, pred: np.ndarray, groups: dict[str, np.ndarray] | None = None) -> dict:

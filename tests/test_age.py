@@ -18,9 +18,9 @@ from emolens.age import (
     age_bin,
     age_metrics,
     decade_counts,
-    expected_age,
     gaussian_targets,
     parse_utkface_name,
+    predicted_age,
 )
 from emolens.apps.cli import app
 from emolens.data import load_dataset, read_image
@@ -90,7 +90,14 @@ def test_age_targets_loss_and_metrics():
 
     t = gaussian_targets(np.array([0, 30, 100]), sigma=2.0)
     assert t.shape == (3, 101) and np.allclose(t.sum(1), 1) and list(t.argmax(1)) == [0, 30, 100]
-    assert expected_age(t[1:2], AGE_CLASSES)[0] == pytest.approx(30, abs=1e-3)
+    assert predicted_age(t[1:2], AGE_CLASSES)[0] == pytest.approx(30, abs=1e-3)
+    # the median, each bin spread over its year: a long tail to the right moves it less than the mean
+    skewed = np.zeros((1, 101))
+    skewed[0, [20, 21, 60]] = 0.4, 0.3, 0.3
+    assert predicted_age(skewed, AGE_CLASSES)[0] == pytest.approx(20.5 + 0.1 / 0.3)
+    assert (skewed @ np.arange(101))[0] == pytest.approx(32.3)
+    assert list(predicted_age(np.eye(101)[[0, 100]], AGE_CLASSES)) == [0, 100]  # clipped to the bins
+    assert predicted_age(np.zeros((0, 101)), AGE_CLASSES).shape == (0,)
     assert list(age_bin([0.4, 26.6, 116])) == [0, 27, 100]
 
     loss = AgeLoss(torch.arange(101, dtype=torch.float32), l1_weight=0.5)
@@ -118,8 +125,9 @@ def test_train_task_age_evaluate_export(utkface_small, tmp_path):
     wrong = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "--task age" in wrong.output
     result = runner.invoke(app, ["train", "--task", "age", *common, "--out", str(run), "--margin", "0",
-                                 "--input-size", "32", "--channels", "3", "--seed", "3"])  # --seed leaves the split
+                                 "--input-size", "32", "--channels", "3", "--seed", "3", "--precise-bn", "100"])  # --seed leaves the split
     assert result.exit_code == 0, result.output
+    assert "BatchNorm statistics recomputed on 100 training images" in result.output
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert float(rows[0]["val_mae"]) > 0 and (run / "curves.png").is_file()
 

@@ -53,12 +53,12 @@ def test_train_cli_writes_a_complete_run(fer_small, tmp_path):
     assert any((out / "tb").iterdir())
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
-def test_resume_continues_exactly(fer_small, tmp_path, ema):
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9}, {"precise_bn": 64}], ids=["plain", "ema", "precise-bn"])
+def test_resume_continues_exactly(fer_small, tmp_path, extra):
     """1 epoch + resume for 1 more equals 2 epochs straight: weights (and their moving average),
-    optimiser state, history."""
+    BatchNorm statistics, optimiser state, history."""
     cache = tmp_path / "cache"
-    common = dict(amp="off", augment="default", ema=ema)
+    common = dict(amp="off", augment="default", **extra)
     fit(_cfg(fer_small, tmp_path / "straight", cache, epochs=2, **common), log=QUIET)
     fit(_cfg(fer_small, tmp_path / "split", cache, epochs=1, **common), log=QUIET)
     first = load_checkpoint(tmp_path / "split" / "last.pt")
@@ -76,7 +76,7 @@ def test_resume_continues_exactly(fer_small, tmp_path, ema):
         assert int(pa["step"]) == int(pb["step"])
     assert a["scheduler"] == b["scheduler"]
     assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
-    if ema:  # "model" holds the average (validated, exported), "trained_model" what the optimiser trains
+    if extra.get("ema"):  # "model" holds the average (validated, exported), "trained_model" what the optimiser trains
         for key, value in a["trained_model"].items():
             assert torch.allclose(value.float(), b["trained_model"][key].float(), atol=1e-6), key
         assert a["ema_steps"] == b["ema_steps"] > 0
@@ -220,3 +220,22 @@ def test_cli_imports_without_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_precise_batchnorm_statistics_are_those_of_the_data():
+    """recompute_batchnorm replaces stale running statistics by the mean and variance of the
+    BatchNorm's input over every batch of the loader."""
+    from emolens.training.engine import recompute_batchnorm
+
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+    model = torch.nn.Sequential(conv, bn).eval()
+    bn.running_mean.fill_(100.0)
+    bn.running_var.fill_(1e-3)
+    batches = [(torch.randn(8, 1, 12, 12) * 3 + 1, torch.zeros(8)) for _ in range(4)]
+    recompute_batchnorm(model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        features = conv(torch.cat([x for x, _ in batches]))
+    assert not model.training and bn.momentum == 0.1  # left as it was found
+    assert torch.allclose(bn.running_mean, features.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(bn.running_var, features.var((0, 2, 3)), rtol=0.02)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.age import age_metrics, expected_age, is_age_model, parse_utkface_name
+from emolens.age import age_metrics, is_age_model, parse_utkface_name, predicted_age
 from emolens.boxes import box_iou, from_yolo
 from emolens.data import load_arrays, load_dataset
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error, fit_temperature, rescale
@@ -133,11 +133,11 @@ def evaluate_age(predictor: Predictor, samples: Samples, out_dir: str | Path, *,
     found = ~samples.missing
     true = np.array([p[0] for p in parsed], np.float64)[found]
     groups = {"gender": np.array([p[1] for p in parsed])[found], "race": np.array([p[2] for p in parsed])[found]}
-    pred = expected_age(predict_tta(predictor, samples.faces[found], tta, batch_size), predictor.classes)
+    pred = predicted_age(predict_tta(predictor, samples.faces[found], tta, batch_size), predictor.classes)
     out = {"task": "age", **age_metrics(true, pred, groups), **(report or {}),
            "skipped": {"no_face_found": int(samples.missing.sum())}}
     if tta != "none":
-        plain = expected_age(predictor.predict_proba(samples.faces[found], batch_size), predictor.classes)
+        plain = predicted_age(predictor.predict_proba(samples.faces[found], batch_size), predictor.classes)
         out["mae_without_tta"] = float(np.abs(plain - true).mean()) if len(true) else None
     log(f"age: MAE {out['mae']:.2f} years, CS(5) {out['cs5']:.3f}, bias {out['bias']:+.2f} on {out['n']} faces")
     path = Path(out_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.age import bin_centers
+from emolens.age import predicted_age
 from emolens.inference.runtime import create_session
 from emolens.labels import canonical
 from emolens.predictor import predict_in_batches
@@ -108,13 +108,12 @@ class EmotionClassifier:
 
 class AgeEstimator(EmotionClassifier):
     """An ONNX age model (metadata ``task: age``): uint8 face crops in, apparent age in years out —
-    the expectation of its softmax over one-year bins (:mod:`emolens.age`)."""
+    the median of its softmax over one-year bins (:func:`emolens.age.predicted_age`)."""
 
     def __init__(self, path: str | Path):
         super().__init__(path)
         if self.task != "age":
             raise ValueError(f"{self.path}: an {self.task} model, not an age model (train one with --task age)")
-        self._centers = bin_centers(self.classes)
 
     @classmethod
     def load(cls, name_or_path: str | Path = "age") -> AgeEstimator:
@@ -126,7 +125,7 @@ class AgeEstimator(EmotionClassifier):
 
     def predict_ages(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Ages in years (float32 N) of uint8 N×H×W×C face crops."""
-        return self.predict_proba(faces, batch_size) @ self._centers
+        return predicted_age(self.predict_proba(faces, batch_size), self.classes)
 
     def estimate_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Ages (N) of the faces at pixel ``boxes`` in an RGB image, cut with this model's crop spec."""

@@ -82,6 +82,11 @@ class TrainConfig:
         0.0, help="Keep an exponential moving average of the weights with this decay per step, e.g. 0.999 "
                   "(0 = off, the default): validation, best.pt and the export use the averaged weights.",
     )
+    precise_bn: int = _cli(  # training images (no augmentation) that BatchNorm statistics are recomputed on
+        0, help="Before each validation, recompute the BatchNorm statistics on N training images without "
+                "augmentation, e.g. 4096 (precise BN; 0 = off, the default): validation, best.pt and the export "
+                "use them.",
+    )
     class_weights: str = _cli("none", help="none | balanced (default none).")
     scheduler: str = _cli(
         "plateau", help="plateau (×0.1 after 5 epochs without better val acc, min 1e-6) | cosine | onecycle; default plateau.",
@@ -149,6 +154,8 @@ class TrainConfig:
         if self.task == "age" and self.teacher and self.distill_weight > 0.5:
             raise ValueError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
                              "reads each image's own age as the top bin of its mixed target")
+        if self.precise_bn < 0:
+            raise ValueError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -14,12 +14,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from emolens.progress import Tracked, interactive
 from emolens.training.losses import masked_logits, target_classes
 
 if TYPE_CHECKING:
     from torch.optim.swa_utils import AveragedModel
+
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
@@ -120,3 +123,18 @@ def predict_logits(
     if not outs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> None:
+    """Precise BatchNorm (Wu & Johnson, 2021): every BatchNorm's running mean and variance
+    recomputed as plain averages over ``loader`` (training images without augmentation), so that
+    validation and the export use statistics of the current weights on clean faces instead of a
+    momentum average over the last augmented batches. Averaged over processes in distributed runs."""
+    update_bn(((x.to(device),) for x, _ in loader), model)
+    if dist.is_available() and dist.is_initialized():
+        for m in model.modules():
+            if isinstance(m, BATCHNORMS) and m.running_mean is not None:
+                for t in (m.running_mean, m.running_var):
+                    dist.all_reduce(t)
+                    t /= dist.get_world_size()

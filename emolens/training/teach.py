@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.age import AGE_CLASSES, bin_centers, is_age_model
+from emolens.age import AGE_CLASSES, is_age_model, predicted_age
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
 from emolens.data.sources import VAL_SPLITS, SourceSpec, plurality, read_votes, union_classes, vote_matrix
@@ -96,10 +96,9 @@ def save_teacher_outputs(
     age = [is_age_model(p.classes) for p in predictors]
     if any(age) != all(age):
         raise ValueError("teachers must be all age models or all expression models")
-    centers = None  # age teachers: the bins' ages, for the report's MAE
+    age_classes = None  # age teachers: the report gives each one's MAE
     if all(age):
-        classes = list(AGE_CLASSES)  # bin order, so each output's expectation is an age
-        centers = bin_centers(classes)
+        classes = age_classes = list(AGE_CLASSES)  # bin order, as every age model has them
     all_keys: list[np.ndarray] = []
     all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
     report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
@@ -145,7 +144,7 @@ def save_teacher_outputs(
                     votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
                     vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
                 for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
-                    entry[label] = ({"mae": float(np.abs(p @ centers - labels).mean())} if centers is not None
+                    entry[label] = ({"mae": float(np.abs(predicted_age(p, age_classes) - labels).mean())} if age_classes
                                     else {"acc": _accuracy(p, labels, columns)})
                     if votes is not None:
                         entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolens.age import AGE_CLASSES, describe_classes, gaussian_targets
+from emolens.age import AGE_CLASSES, describe_classes, gaussian_targets, predicted_age
 from emolens.data.loader import ArrayLoader
 from emolens.data.sources import (
     SourceData,
@@ -31,7 +31,7 @@ from emolens.models.checkpoint import init_from
 from emolens.preprocess import CropSpec
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
-from emolens.training.engine import global_sums, predict_logits, train_one_epoch
+from emolens.training.engine import global_sums, predict_logits, recompute_batchnorm, train_one_epoch
 from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
 from emolens.training.recipe import (
     extend_schedule,
@@ -154,8 +154,9 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     if cfg.task != "age":
         targets = smooth_targets(targets, cfg.label_smoothing)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    images = np.concatenate([s.train_images for s in sources])
     train_loader = ArrayLoader(
-        np.concatenate([s.train_images for s in sources]), targets, cfg.batch_size, shuffle=True, drop_last=True,
+        images, targets, cfg.batch_size, shuffle=True, drop_last=True,
         augment=make_augment(cfg.augment, cfg.input_size),
         mix=([len(s.train_targets) for s in sources], [s.weight for s in sources]) if len(sources) > 1 else None,
         **common,
@@ -171,13 +172,17 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
         )
         for s in sources
     ]
+    bn_loader = None
+    if cfg.precise_bn:  # a fixed random subset of the training images, never augmented
+        subset = np.sort(np.random.default_rng(cfg.seed).permutation(len(images))[:cfg.precise_bn])
+        bn_loader = ArrayLoader(images[subset], targets[subset], cfg.batch_size * 2, shuffle=False, **common)
     for s in sources:
         log(f"data: {s.name} ({describe_classes(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
             f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
             + "".join(f"; {note}" for note in s.notes))
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
         raise ValueError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
-    return classes, train_loader, val_sets, targets
+    return classes, train_loader, val_sets, targets, bn_loader
 
 
 def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
@@ -210,14 +215,14 @@ def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp
 
 def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
                  criterion: nn.Module, sigma: float) -> dict[str, float]:
-    """Age validation over every source: ``mae`` of the expected age (years, ages clipped to the
+    """Age validation over every source: ``mae`` of the predicted age (the median, years; ages clipped to the
     bins), ``acc`` = CS(5) (share within 5 years) and ``loss`` (the training loss on Gaussian targets)."""
     sums = [0.0, 0.0, 0.0, 0.0]  # abs error, within 5, loss, n
     for v in val_sets:
         logits, bins = predict_logits(model, v.loader, device, amp_dtype=amp_dtype)
         z = torch.from_numpy(logits).to(device)
         targets = torch.from_numpy(gaussian_targets(bins, z.shape[1], sigma)).to(device)
-        err = np.abs((torch.softmax(z, 1) @ criterion.centers).cpu().numpy() - bins)
+        err = np.abs(predicted_age(torch.softmax(z, 1).cpu().numpy(), AGE_CLASSES) - bins)
         batch = (float(err.sum()), float((err <= 5).sum()), float(criterion(z, targets)) * len(bins), float(len(bins)))
         sums = [a + b for a, b in zip(sums, batch)]
     abs_err, within, loss, n = global_sums(*sums, device=device)
@@ -292,7 +297,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
     crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin, contrast=cfg.contrast)
-    classes, train_loader, val_sets, targets = _loaders(cfg, crop, device, info, log)
+    classes, train_loader, val_sets, targets, bn_loader = _loaders(cfg, crop, device, info, log)
     seed_everything(cfg.seed + info.rank)
     restarting = resume and run.last_pt.is_file()  # a run stopped in its first epoch starts again from --init
     model, train_model = _model(cfg, len(classes), device, info, None if restarting else cfg.init, log)
@@ -305,7 +310,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
         f"{f' × {info.world_size} processes' if info.enabled else ''}, "
         f"{torch.get_num_threads()} CPU threads, precision {cfg.amp} ({amp_why})"
-        f"{f', weights averaged (EMA decay {cfg.ema})' if cfg.ema else ''}")
+        f"{f', weights averaged (EMA decay {cfg.ema})' if cfg.ema else ''}"
+        f"{f', BatchNorm statistics recomputed on {bn_loader.n} training images before validation' if bn_loader else ''}")
     if info.is_main:
         run.open(cfg, progress.next_epoch)
     meta = {"task": cfg.task, "model_name": cfg.model, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
@@ -324,6 +330,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             scaler=state.scaler, clip_grad=cfg.clip_grad,
             batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True, ema=state.ema,
         )
+        if bn_loader is not None:
+            recompute_batchnorm(state.evaluated, bn_loader, device)
         val, score = _validate(cfg, state.evaluated, val_sets, device, criterion)
         step_scheduler(cfg, state.scheduler, score)
         improved = progress.record(epoch, score, _history_row(epoch, lr, train, val, time.perf_counter() - t0))

@@ -37,6 +37,23 @@ export async function loadEngine(config, baseUrl, { threads } = {}) {
   return engine;
 }
 
+/** emolens.age.predicted_age for one row of bin probabilities: the median age in years, each
+ *  bin spread evenly over its year. */
+export function predictedAge(probs, classes) {
+  const order = classes.map((c, i) => [Number(c), i]).sort((x, y) => x[0] - y[0]);
+  const total = probs.reduce((sum, v) => sum + v, 0);
+  let below = 0;
+  for (const [age, i] of order) {
+    const p = probs[i] / total;
+    if (below + p >= 0.5 || i === order[order.length - 1][1]) {
+      const years = age - 0.5 + (0.5 - below) / Math.max(p, 1e-12);
+      return Math.min(Math.max(years, order[0][0]), order[order.length - 1][0]);
+    }
+    below += p;
+  }
+  return undefined;
+}
+
 /** Python's FaceResult.to_dict, with unrounded probabilities (and age). */
 function faceDict(face, classes) {
   let emotion = classes[0];
@@ -63,7 +80,7 @@ export class Engine {
     this.classes = config.model.classes;
     this.crop = config.model.crop;
     this.temperature = config.model.temperature;
-    this.age = ageSession; // Python's AgeEstimator: the softmax expectation over one-year bins
+    this.age = ageSession; // Python's AgeEstimator: the median of the softmax over one-year bins
     this.backend = { name: "WebAssembly SIMD", threads: ort.env.wasm.numThreads, isolated: Boolean(globalThis.crossOriginIsolated) };
   }
 
@@ -99,7 +116,7 @@ export class Engine {
     if (!this.age || !boxes.length) return boxes.map(() => undefined);
     const { classes, crop, temperature } = this.config.age;
     const rows = await this.softmax(this.age, img, boxes, crop, classes.length, temperature);
-    return rows.map((p) => p.reduce((sum, v, i) => sum + v * Number(classes[i]), 0));
+    return rows.map((p) => predictedAge(p, classes));
   }
 
   /** Faces and emotions in an RGB image, as Python's ImageResult.to_dict() (plus timings).
