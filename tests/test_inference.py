@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zlib
+from contextlib import closing
 
 import cv2
 import numpy as np
@@ -26,9 +27,10 @@ from emolens.errors import InputError
 from emolens.images import load_image
 from emolens.inference.classifier import EmotionClassifier, list_bundled_models
 from emolens.inference.recognizer import Recognizer
-from emolens.inference.results import FaceResult
+from emolens.inference.results import FaceResult, VideoResult
+from emolens.inference.stream import StreamAnalyzer
 from emolens.inference.tracking import FaceTracker
-from emolens.inference.video import analyze_video, iter_frames, write_video_outputs
+from emolens.inference.video import Prefetch, VideoWriter, analyze_video, iter_frames, write_video_outputs
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +260,51 @@ def test_video_single_face_stable_id_and_outputs(rec, media, tmp_path):
     cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 72
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("detect_every", [1, 3])
+def test_video_pipeline_equals_frame_by_frame_analysis(rec, media, detect_every):
+    """analyze_video detects the next frame on a worker thread while it classifies this one: the
+    timeline is exactly what StreamAnalyzer.process gives frame by frame."""
+    video = analyze_video(rec, media / "pyfeat_single_face.mp4", detect_every=detect_every)
+    expected = VideoResult(video.source, video.width, video.height, video.fps, video.classes)
+    stream = StreamAnalyzer(rec, detect_every)
+    for index, frame in enumerate(video_frames(media / "pyfeat_single_face.mp4")):
+        expected.add_frame(index, index / video.fps, stream.process(frame))
+    assert len(video.timeline) > 60 and video.timeline == expected.timeline
+
+
+def test_prefetch_hands_over_errors_and_stops_its_worker():
+    def numbers(log):
+        try:
+            for i in range(1000):
+                if i == 5 and log == "fail":
+                    raise ValueError("frame 5 is broken")
+                yield i
+        finally:
+            closed.append(log)
+
+    closed = []
+    with closing(Prefetch(numbers("fail"), depth=2)) as items, pytest.raises(ValueError, match="frame 5"):
+        assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+        next(items)
+    with closing(Prefetch(numbers("early"))) as items:
+        assert next(items) == 0  # the consumer stops after one item
+    assert closed == ["fail", "early"]  # the worker closed the generator both times
+    assert list(Prefetch(iter(range(3)))) == [0, 1, 2]
+
+
+def test_video_writer_raises_an_encoding_error_from_its_thread(tmp_path):
+    writer = VideoWriter(tmp_path / "a.mp4", 30.0, (64, 48))
+    if writer.codec != "h264":
+        pytest.skip("OpenCV's mp4v writer ignores bad frames; PyAV (the [video] extra) raises")
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.write(np.zeros((10, 10), np.uint8))  # not a 64×48 BGR frame
+    with pytest.raises(ValueError, match="ndim"):
+        for _ in range(50):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            time.sleep(0.01)
+        writer.close()
 
 
 def test_video_smoothing_reduces_jitter(media):

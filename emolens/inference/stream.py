@@ -40,10 +40,20 @@ class StreamAnalyzer:
         """Faces in one uint8 frame (BGR, as OpenCV reads it, unless ``color="rgb"``), with
         stable ``face_id`` and smoothed probabilities (and ages)."""
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if color == "bgr" else frame
-        if self._count % self.detect_every == 0:
-            detections = self.recognizer.detect(rgb, stream=True)
-        else:
-            detections = [Detection(f.box, f.score, f.landmarks, f.landmark_names) for f in self._last]
+        return self.update(rgb, self.detect(rgb))
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Detection] | None:
+        """The first half of :meth:`process`: this RGB frame's detections, or None on frames that
+        reuse the last boxes. Called once per frame in order, it may run ahead of :meth:`update` on
+        another thread (it touches none of the state :meth:`update` keeps)."""
+        due = self._count % self.detect_every == 0
         self._count += 1
-        self._last = self.tracker.update(self.recognizer.classify(rgb, detections))
+        return self.recognizer.detect(frame_rgb, stream=True) if due else None
+
+    def update(self, frame_rgb: np.ndarray, detections: list[Detection] | None) -> list[FaceResult]:
+        """The second half of :meth:`process`: classify the frame's ``detections`` (None: the last
+        faces' boxes), then track and smooth."""
+        if detections is None:
+            detections = [Detection(f.box, f.score, f.landmarks, f.landmark_names) for f in self._last]
+        self._last = self.tracker.update(self.recognizer.classify(frame_rgb, detections))
         return self._last

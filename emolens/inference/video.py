@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -29,6 +30,7 @@ from emolens.figures import figure_bytes, new_figure, save_figure
 from emolens.files import atomic_path, write_text
 from emolens.images import check_pixels
 from emolens.inference.annotate import annotate, draw_fps
+from emolens.inference.detectors import Detection
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.stream import StreamAnalyzer
@@ -37,6 +39,7 @@ from emolens.inference.tracking import DEFAULT_SMOOTHING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+T = TypeVar("T")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 FALLBACK_FPS = 30.0
 
@@ -179,11 +182,79 @@ def iter_frames(cap: cv2.VideoCapture, realtime: bool, fps: float,
         reader.close()
 
 
+class Prefetch(Iterator[T]):
+    """``items`` produced on a worker thread, up to ``depth`` ahead of the consumer. Exceptions
+    reach the consumer; :meth:`close` stops the worker and closes ``items`` (a generator).
+
+    :func:`analyze_video` decodes and detects the next frame this way while the calling thread
+    classifies, draws and shows the current one, so the two halves use both cores (ONNX Runtime
+    and OpenCV release the GIL).
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T], depth: int = 1):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="emolens-prefetch")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._put((self._END, e))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, entry: tuple[object, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __next__(self) -> T:
+        if self._stop.is_set():
+            raise StopIteration
+        item, error = self._queue.get()
+        if item is self._END:
+            self._stop.set()
+            if error is not None:
+                raise error
+            raise StopIteration
+        return item
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker (it finishes the item it is on) and wait for it up to ``timeout_s``."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+
+def _detected(frames: Iterator[tuple[int, float, np.ndarray]], analyzer: StreamAnalyzer,
+              ) -> Iterator[tuple[int, float, np.ndarray, np.ndarray, list[Detection] | None]]:
+    """(frame number, time, BGR frame, RGB frame, its detections or None) per frame: the half of
+    the per-frame work that runs ahead (:class:`Prefetch`)."""
+    with closing(frames):
+        for index, time_s, frame in frames:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield index, time_s, frame, rgb, analyzer.detect(rgb)
+
+
 class VideoWriter:
     """An annotated-video file: H.264 in MP4 (browsers play it) through PyAV when it is installed
     (the ``[video]`` extra), else OpenCV's MPEG-4 Part 2 (``mp4v``), which OpenCV's wheels can write
     fast but browsers do not play. (OpenCV's wheels also write VP8/VP9 WebM, at 75-450 ms a
-    640×480 frame here: too slow for live video.)
+    640×480 frame here: too slow for live video.) Frames are encoded on a worker thread, a few
+    behind :meth:`write`; an encoding error is raised by the next :meth:`write` or by :meth:`close`.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
@@ -205,9 +276,26 @@ class VideoWriter:
             if not self._cv.isOpened():
                 self._name.close()
                 raise OSError(f"cannot write video {self.path}")
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="emolens-video-writer")
+        self._thread.start()
 
     def write(self, frame_bgr: np.ndarray) -> None:
-        """Append one BGR frame (the size given at creation)."""
+        """Append one BGR frame (the size given at creation); the caller must not change it afterwards."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame_bgr)
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encode(frame)
+                except BaseException as e:  # raised in the caller's thread by write() or close()
+                    self._error = e
+
+    def _encode(self, frame_bgr: np.ndarray) -> None:
         if self.codec == "mp4v":
             self._cv.write(frame_bgr)
             return
@@ -221,8 +309,12 @@ class VideoWriter:
             self._out.mux(packet)
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Encode what is queued, flush and close the file."""
+        self._queue.put(None)
+        self._thread.join()
         with self._name:
+            if self._error is not None:
+                raise self._error
             if self.codec == "mp4v":
                 self._cv.release()
                 return
@@ -291,24 +383,24 @@ def analyze_video(recognizer: Recognizer, source: Source, annotate_to: str | Pat
         meter = FpsMeter()
         result: VideoResult | None = None
         writer: VideoWriter | None = None
-        stream = iter_frames(cap, realtime, fps, paced)
+        stream = Prefetch(_detected(iter_frames(cap, realtime, fps, paced), analyzer))
         with atomic_path(annotate_to) if annotate_to is not None else nullcontext(None) as tmp, closing(stream):
             try:
-                for index, time_s, frame in stream:
+                for index, time_s, frame, rgb, detections in stream:
                     if result is None:
                         h, w = frame.shape[:2]
                         check_pixels(w, h, f"{name} (frame size)", max_pixels)
                         result = VideoResult(name, w, h, fps, recognizer.classes)
                         if tmp is not None:
                             writer = VideoWriter(tmp, fps, (w, h))
-                    faces = analyzer.process(frame)
+                    faces = analyzer.update(rgb, detections)
                     result.add_frame(index, time_s, faces)
                     if on_progress is not None:
                         on_progress(1)
                     if writer is not None or on_frame is not None:
                         shown = annotate(frame, faces, bars=bars)
                         if writer is not None:
-                            writer.write(shown)
+                            writer.write(shown.copy() if on_frame is not None else shown)
                         if on_frame is not None:
                             if show_fps and (rate := meter.tick()) is not None:
                                 draw_fps(shown, rate)
