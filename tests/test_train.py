@@ -239,3 +239,21 @@ def test_precise_batchnorm_statistics_are_those_of_the_data():
     assert not model.training and bn.momentum == 0.1  # left as it was found
     assert torch.allclose(bn.running_mean, features.mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(bn.running_var, features.var((0, 2, 3)), rtol=0.02)
+
+
+def test_recalibrate_recomputes_only_the_batchnorm_statistics(fer_small, tmp_path):
+    fit(_cfg(fer_small, tmp_path / "run", tmp_path / "cache", epochs=1, amp="off"), log=QUIET)
+    runner = CliRunner()
+    out = tmp_path / "recalibrated.pt"
+    result = runner.invoke(app, ["recalibrate", str(tmp_path / "run"), "--out", str(out), "--images", "96",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "recomputed on 96 training images of 1 source" in result.output
+    before, after = load_checkpoint(tmp_path / "run" / "best.pt"), load_checkpoint(out)
+    assert after["precise_bn"] == {"images": 96, "data": [str(fer_small)], "seed": 0}
+    for key, value in before["model"].items():
+        same = torch.equal(value, after["model"][key])
+        assert same != key.endswith(("running_mean", "running_var", "num_batches_tracked")), key
+    load_model(out)  # export and evaluate read it like any checkpoint
+    missing = runner.invoke(app, ["recalibrate", str(tmp_path / "run"), "--out", str(out), "--data", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "nope: dataset not found" in missing.output

@@ -1,4 +1,4 @@
-"""CLI commands of training: ``models``, ``train`` and ``teach``.
+"""CLI commands of training: ``models``, ``train``, ``teach`` and ``recalibrate``.
 
 torch is imported inside the command bodies, so ``import emolens.apps.cli`` works without it.
 Errors are reported by the CLI's one error boundary (``emolens.apps.cli``): a command raises.
@@ -73,7 +73,7 @@ def models_cmd(
 # comes after these). Flags, types, help and defaults come from TrainConfig's field metadata.
 _TRAIN_HELP_ORDER = (
     "data", "task", "age_sigma", "age_l1", "arch", "model", "out", "resume", "force", "epochs", "batch_size", "lr",
-    "optimizer", "weight_decay", "label_smoothing", "ema", "class_weights", "scheduler", "early_stopping", "clip_grad",
+    "optimizer", "weight_decay", "label_smoothing", "ema", "precise_bn", "class_weights", "scheduler", "early_stopping", "clip_grad",
     "amp", "seed", "input_size", "channels", "margin", "contrast", "select", "teacher", "distill_weight",
     "teacher_members", "keep", "drop", "merge", "format", "augment", "init", "workers", "device", "cache_dir",
 )
@@ -177,8 +177,26 @@ def teach_cmd(
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
 
 
+def recalibrate_cmd(
+    checkpoint: Path = typer.Argument(..., help="Run folder (its best.pt) or .pt checkpoint."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint (.pt) to write."),
+    data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="Training data (same syntax as train "
+                                             "--data); repeatable (default: the run's own sources)."),
+    images: int = typer.Option(4096, "--images", help="Training images the statistics are computed on."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image subset."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+) -> None:
+    """Recompute a checkpoint's BatchNorm statistics on clean training images (precise BN, as train --precise-bn)."""
+    from emolens.training.recalibrate import recalibrate_checkpoint
+
+    if out.suffix != ".pt":
+        raise ValueError(f"--out {out}: expected a .pt file")
+    recalibrate_checkpoint(checkpoint, out, data=data, images=images, seed=seed, cache_dir=cache_dir, log=typer.echo)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``emolens`` app."""
     app.command("models")(models_cmd)
     app.command("train")(train_cmd)
     app.command("teach")(teach_cmd)
+    app.command("recalibrate")(recalibrate_cmd)
