@@ -99,7 +99,11 @@ export class BlazeFace {
     const scale = size / Math.max(img.width, img.height);
     const nw = Math.max(1, roundHalfEven(img.width * scale));
     const nh = Math.max(1, roundHalfEven(img.height * scale));
-    const fitted = resize(img, nw, nh, scale < 1 ? "area" : "linear");
+    let source = img; // exact halves first, as Python does (OpenCV's fast area path)
+    while (source.width % 2 === 0 && source.height % 2 === 0 && 2 * nw <= source.width && 2 * nh <= source.height) {
+      source = resize(source, source.width / 2, source.height / 2, "area");
+    }
+    const fitted = resize(source, nw, nh, scale < 1 ? "area" : "linear");
     const canvas = makeImage(size, size, 3);
     const px = Math.floor((size - nw) / 2);
     const py = Math.floor((size - nh) / 2);
