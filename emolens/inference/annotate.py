@@ -35,11 +35,11 @@ GAP = 3  # px between a face box and its label or panel
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # about 5 MB at most: bar names always hit, labels ("#3 happy 87%") churn
 def _text_masks(text: str, scale: float, thickness: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Anti-aliased coverage (float32 H×W×1, 0-1) of ``text``'s dark outline and of its fill, and
-    where the text origin lies in them. Rendered once per text: labels and bar names repeat from
-    frame to frame, and blending a cached mask costs a fraction of ``cv2.putText``."""
+    """Anti-aliased coverage (uint8 H×W×1, 255 = covered) of ``text``'s dark outline and of its
+    fill, and where the text origin lies in them. Rendered once per text: labels and bar names
+    repeat from frame to frame, and blending a cached mask costs a fraction of ``cv2.putText``."""
     outer = thickness + 2
     (width, height), baseline = cv2.getTextSize(text, FONT, scale, outer)
     ox, oy = outer, outer + height
@@ -47,7 +47,7 @@ def _text_masks(text: str, scale: float, thickness: int) -> tuple[np.ndarray, np
     for t in (outer, thickness):
         mask = np.zeros((height + baseline + 2 * outer, width + 2 * outer), np.uint8)
         cv2.putText(mask, text, (ox, oy), FONT, scale, 255, t, cv2.LINE_AA)
-        masks.append((mask.astype(np.float32) / 255)[:, :, None])
+        masks.append(mask[:, :, None])
     return masks[0], masks[1], ox, oy
 
 
@@ -61,8 +61,8 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color:
     if x2 <= x1 or y2 <= y1:
         return
     cut = np.s_[y1 - y:y2 - y, x1 - x:x2 - x]
-    region = img[y1:y2, x1:x2].astype(np.float32) * (1 - outline[cut])
-    region += (np.asarray(color, np.float32) - region) * fill[cut]
+    region = img[y1:y2, x1:x2].astype(np.float32) * (1 - outline[cut] * np.float32(1 / 255))
+    region += (np.asarray(color, np.float32) - region) * (fill[cut] * np.float32(1 / 255))
     img[y1:y2, x1:x2] = region + 0.5  # rounded; coverage keeps it within 0-255
 
 

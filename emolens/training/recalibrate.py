@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from emolens.data.sources import SourceSpec, load_source
-from emolens.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from emolens.models.checkpoint import load_model, save_checkpoint
 from emolens.preprocess import CropSpec, normalize
 from emolens.training.engine import recompute_batchnorm
 
@@ -26,7 +26,6 @@ def recalibrate_checkpoint(
     otherwise unchanged, to ``out`` (.pt). ValueError when a source cannot be read."""
     if images < 1:
         raise ValueError(f"--images must be at least 1, got {images}")
-    ckpt = load_checkpoint(checkpoint)
     model, meta = load_model(checkpoint)
     specs = data or meta.get("config", {}).get("data") or []
     if not specs:
@@ -42,8 +41,7 @@ def recalibrate_checkpoint(
     chosen = pool[np.sort(np.random.default_rng(seed).permutation(len(pool))[:images])]
     batches = [(torch.from_numpy(normalize(chosen[i:i + batch_size])), None) for i in range(0, len(chosen), batch_size)]
     recompute_batchnorm(model, batches, torch.device("cpu"))
-    ckpt["model"] = model.state_dict()
-    ckpt["precise_bn"] = {"images": len(chosen), "data": list(specs), "seed": seed}
-    save_checkpoint(ckpt, out)
+    save_checkpoint({**meta, "model": model.state_dict(),
+                     "precise_bn": {"images": len(chosen), "data": list(specs), "seed": seed}}, out)
     log(f"BatchNorm statistics recomputed on {len(chosen)} training images of {len(specs)} source(s); wrote {out}")
     return Path(out)
