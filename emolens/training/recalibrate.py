@@ -12,8 +12,9 @@ import torch
 
 from emolens.data.sources import SourceSpec, load_source
 from emolens.models.checkpoint import load_model, save_checkpoint
-from emolens.preprocess import CropSpec, normalize
+from emolens.preprocess import CropSpec
 from emolens.training.engine import recompute_batchnorm
+from emolens.training.train import precise_bn_loader
 
 
 def recalibrate_checkpoint(
@@ -37,11 +38,9 @@ def recalibrate_checkpoint(
         if not Path(spec.path).exists():
             raise ValueError(f"{spec.path}: dataset not found (recorded by the run); give --data")
         pools.append(load_source(spec, list(meta["classes"]), crop, cache_dir=cache_dir).train_images)
-    pool = np.concatenate(pools)
-    chosen = pool[np.sort(np.random.default_rng(seed).permutation(len(pool))[:images])]
-    batches = [(torch.from_numpy(normalize(chosen[i:i + batch_size])), None) for i in range(0, len(chosen), batch_size)]
-    recompute_batchnorm(model, batches, torch.device("cpu"))
+    loader = precise_bn_loader(np.concatenate(pools), images, batch_size, seed=seed)
+    recompute_batchnorm(model, loader, torch.device("cpu"))
     save_checkpoint({**meta, "model": model.state_dict(),
-                     "precise_bn": {"images": len(chosen), "data": list(specs), "seed": seed}}, out)
-    log(f"BatchNorm statistics recomputed on {len(chosen)} training images of {len(specs)} source(s); wrote {out}")
+                     "precise_bn": {"images": loader.n, "data": list(specs), "seed": seed}}, out)
+    log(f"BatchNorm statistics recomputed on {loader.n} training images of {len(specs)} source(s); wrote {out}")
     return Path(out)

@@ -172,10 +172,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
         )
         for s in sources
     ]
-    bn_loader = None
-    if cfg.precise_bn:  # a fixed random subset of the training images, never augmented
-        subset = np.sort(np.random.default_rng(cfg.seed).permutation(len(images))[:cfg.precise_bn])
-        bn_loader = ArrayLoader(images[subset], targets[subset], cfg.batch_size * 2, shuffle=False, **common)
+    bn_loader = precise_bn_loader(images, cfg.precise_bn, cfg.batch_size * 2, **common) if cfg.precise_bn else None
     for s in sources:
         log(f"data: {s.name} ({describe_classes(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
             f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
@@ -183,6 +180,13 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
         raise ValueError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
     return classes, train_loader, val_sets, targets, bn_loader
+
+
+def precise_bn_loader(images: np.ndarray, count: int, batch_size: int, **loader_args: Any) -> ArrayLoader:
+    """What precise BatchNorm averages over: a fixed random subset of ``count`` training images
+    (drawn with ``loader_args["seed"]``), never augmented, in order."""
+    subset = np.sort(np.random.default_rng(loader_args.get("seed", 0)).permutation(len(images))[:count])
+    return ArrayLoader(images[subset], np.zeros(len(subset), np.int64), batch_size, shuffle=False, **loader_args)
 
 
 def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
