@@ -49,6 +49,11 @@ class Bar:
         if self._progress is not None:
             self._progress.advance(self._task, n)
 
+    @property
+    def shown(self) -> bool:
+        """Whether the bar is drawn (so that what it would show is worth computing)."""
+        return self._progress is not None
+
     def note(self, text: str) -> None:
         """Text shown after the bar (e.g. the running loss)."""
         if self._progress is not None:
@@ -78,6 +83,11 @@ class Tracked(Iterable[T]):
             for item in self.items:
                 yield item
                 self._bar.advance()
+
+    @property
+    def shown(self) -> bool:
+        """Whether a bar is being drawn."""
+        return self._bar is not None and self._bar.shown
 
     def set_postfix(self, **values: Any) -> None:
         """Show ``name=value`` pairs after the bar."""

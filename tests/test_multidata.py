@@ -19,8 +19,10 @@ from emolens.data import load_arrays, load_dataset, read_image  # noqa: E402
 from emolens.data.sources import (  # noqa: E402
     SourceSpec,
     epoch_indices,
+    in_fold,
     load_source,
     mix_targets,
+    parse_holdout,
     plurality,
     smooth_targets,
     source_classes,
@@ -29,7 +31,7 @@ from emolens.data.sources import (  # noqa: E402
 from emolens.models.checkpoint import load_model  # noqa: E402
 from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 from emolens.training.losses import SoftTargetCrossEntropy  # noqa: E402
-from emolens.training.teach import load_teacher_outputs  # noqa: E402
+from emolens.training.teach import load_teacher_outputs, mean_of_members  # noqa: E402
 
 EIGHT = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -184,6 +186,59 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
     assert metrics["accuracy"] == pytest.approx(fer_acc, abs=0.03)  # fp32 here, bf16 autocast in training
     assert metrics["votes_accuracy"] == pytest.approx(float(row["val_votes_acc_fer2013-30-8"]), abs=0.05)
     assert 0.5 <= metrics["temperature_fit"]["temperature"] <= 3.0
+
+
+def test_holdout_folds_follow_keys():
+    assert parse_holdout("1/3") == (1, 3) and parse_holdout(None) is None
+    for bad in ("2/2", "0/1", "a/b", "1", "-1/2"):
+        with pytest.raises(ValueError, match="holdout must be K/N"):
+            parse_holdout(bad)
+    keys = np.array([f"train/{c}/{i:05d}.png" for c in EIGHT for i in range(400)])
+    folds = np.stack([in_fold(keys, k, 3) for k in range(3)])
+    assert (folds.sum(axis=0) == 1).all()  # every image in exactly one fold
+    assert all(abs(f.mean() - 1 / 3) < 0.03 for f in folds)
+    shuffled = np.random.default_rng(0).permutation(len(keys))
+    assert np.array_equal(in_fold(keys[shuffled], 1, 3), folds[1][shuffled])  # by key, not position
+    probs = np.full((2, 3, 2), np.nan, np.float32)
+    probs[0, 0], probs[1, 0], probs[1, 1] = (0.2, 0.8), (0.6, 0.4), (1.0, 0.0)
+    mean = mean_of_members(probs)
+    assert np.allclose(mean[:2], [(0.4, 0.6), (1.0, 0.0)]) and np.isnan(mean[2]).all()
+
+
+def test_cross_fitted_teachers_label_only_what_they_did_not_see(fer_small, votes, tmp_path):
+    """Two teachers, each trained without one half: `teach` gives every training image the
+    outputs of the teacher that left it out, every validation image both."""
+    runner = CliRunner()
+    cache = str(tmp_path / "cache")
+    fer = f"{fer_small},votes={votes},label_mix=0.5"
+    common = ["--epochs", "1", "--batch-size", "32", "--workers", "1", "--cache-dir", cache, "--contrast", "equalize"]
+    for k in (0, 1):
+        result = runner.invoke(app, ["train", "--data", fer, "--holdout", f"{k}/2", "--out", str(tmp_path / f"t{k}"), *common])
+        assert result.exit_code == 0, result.output
+    src = load_source(SourceSpec.parse(fer), EIGHT, CropSpec(48, 1, contrast="equalize"), cache_dir=Path(cache))
+    fold0 = in_fold(src.train_keys, 0, 2)
+    assert f"fold 1/2 held out: trains on {fold0.sum()} of {len(fold0)}" in result.output  # the last run's
+    result = runner.invoke(app, ["train", "--data", fer, "--holdout", "2/2", "--out", str(tmp_path / "bad"), *common])
+    assert result.exit_code != 0 and "holdout must be K/N" in result.output
+
+    outputs = tmp_path / "crossfit.npz"
+    result = runner.invoke(app, ["teach", str(tmp_path / "t0"), str(tmp_path / "t1"), "--data", fer,
+                                 "--out", str(outputs), "--tta", "none", "--cache-dir", cache])
+    assert result.exit_code == 0, result.output
+    with np.load(outputs) as z:
+        keys, probs = [str(k) for k in z["keys"]], z["probs"].astype(np.float32)
+    row = {k: i for i, k in enumerate(keys)}
+    train_rows = np.array([row[f"fer2013-30-8/{k}"] for k in src.train_keys])
+    held = ~np.isnan(probs[:, train_rows, 0])
+    assert np.array_equal(held[0], fold0) and np.array_equal(held[1], ~fold0)
+    assert not np.isnan(probs[:, sorted(set(range(len(keys))) - set(train_rows.tolist()))]).any()  # validation: both
+    report = json.loads(outputs.with_suffix(".json").read_text())
+    assert report["holdout"] == ["0/2", "1/2"]
+    train_report = report["train"]["fer2013-30-8"]
+    assert [train_report[str(tmp_path / f"t{k}")]["n"] for k in (0, 1)] == [fold0.sum(), (~fold0).sum()]
+    assert train_report["ensemble"]["n"] == len(fold0) and 0.0 <= train_report["ensemble"]["acc"] <= 1.0
+    teacher = load_teacher_outputs(outputs, EIGHT).lookup("fer2013-30-8", src.train_keys)
+    assert not np.isnan(teacher).any() and np.allclose(teacher[fold0], probs[0, train_rows[fold0]], atol=1e-6)
 
 
 def test_level_eyes_rotates_a_tilted_face_upright(media):

@@ -114,8 +114,12 @@ class ArrayLoader(_BatchLoader):
         self._labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=dtype)).to(self.device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for idx in self._batches():
-            index = torch.from_numpy(idx).to(self.device)
+        batches = self._batches()
+        if not batches:
+            return
+        # One host→device copy of the epoch's order: a copy per batch would wait for the GPU each time.
+        order = torch.from_numpy(np.concatenate(batches)).to(self.device)
+        for index in order.split([len(b) for b in batches]):
             yield self._finish(self._images[index], self._labels[index])
 
 

@@ -11,6 +11,10 @@ A training source is written ``PATH[,key=value...]`` (repeatable ``--data``), ke
   (target = label_mix × one-hot + (1 − label_mix) × vote distribution);
 - ``keep``/``drop``/``merge``: class selection for this source (``+`` separates names in a list).
 
+A run may hold out one fold of every source's training images (``holdout="K/N"``, see
+:func:`in_fold`): teachers trained without fold K label exactly those images in ``emolens teach``,
+so a student is distilled from outputs of teachers that never saw the image (cross-fitting).
+
 The run's classes are the sorted union of every source's classes. Each sample's target is a
 probability vector over them with NaN where its dataset does not define a class, so its loss
 covers only the classes its dataset knows.
@@ -19,6 +23,7 @@ covers only the classes its dataset knows.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -141,9 +146,34 @@ def plurality(counts: np.ndarray) -> np.ndarray:
     return np.where(unique, filled.argmax(axis=1), -1)
 
 
-def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_dir: Path | None = None) -> SourceData:
+def parse_holdout(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` → (K, N): fold K (0-based) of N held out of training; None stays None."""
+    if text is None:
+        return None
+    fold, sep, folds = str(text).partition("/")
+    try:
+        k, n = int(fold), int(folds)
+    except ValueError:
+        k = n = -1
+    if not sep or n < 2 or not 0 <= k < n:
+        raise ValueError(f"holdout must be K/N with N ≥ 2 and 0 ≤ K < N (e.g. 0/2), got {text!r}")
+    return k, n
+
+
+def in_fold(keys: Sequence[str] | np.ndarray, fold: int, folds: int) -> np.ndarray:
+    """bool N: the samples in ``fold`` of ``folds``, chosen by a hash of each sample's key, so that
+    training and `emolens teach` agree whatever the sample order, cache or other sources."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "little") % folds == fold for k in keys],
+        bool,
+    ).reshape(len(keys))
+
+
+def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_dir: Path | None = None,
+                holdout: tuple[int, int] | None = None) -> SourceData:
     """Decode one source's train and validation splits with targets over the run's ``classes``
-    (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does)."""
+    (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does);
+    ``holdout`` = (K, N) leaves fold K of N of the training images out."""
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )
@@ -180,6 +210,10 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
         if not has.any():
             raise ValueError(f"{spec.votes}: no vote row matches an image of {spec.path} (paths must be relative to its root)")
     targets[:, ~mask] = np.nan
+    if holdout is not None:
+        keep = ~in_fold(k_train, *holdout)
+        notes.append(f"fold {holdout[0]}/{holdout[1]} held out: trains on {keep.sum()} of {len(keep)}")
+        x_train, targets, k_train = x_train[keep], targets[keep], k_train[keep]
     return SourceData(
         name=spec.name or dataset.name, classes=list(dataset.classes), mask=mask,
         train_images=x_train, train_targets=targets, train_keys=k_train,

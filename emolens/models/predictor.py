@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emolens.data.sources import parse_holdout
 from emolens.models.checkpoint import load_model
 from emolens.predictor import predict_in_batches
 from emolens.preprocess import CropSpec
@@ -14,7 +15,8 @@ from emolens.preprocess import CropSpec
 
 class TorchPredictor:
     """A checkpoint or run folder (its best.pt) on ``device``; ``temperature`` divides the logits
-    (1: the raw model, as evaluation uses it; the exported value: what the ONNX file serves)."""
+    (1: the raw model, as evaluation uses it; the exported value: what the ONNX file serves).
+    ``holdout``: the (fold, folds) of training images its run left out, if any."""
 
     def __init__(self, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> None:
         self.device = torch.device(device)
@@ -23,6 +25,7 @@ class TorchPredictor:
         self.classes: tuple[str, ...] = tuple(meta["classes"])
         self.crop = CropSpec.from_dict(meta["crop"])
         self.model_name: str = meta["model_name"]
+        self.holdout = parse_holdout(meta.get("config", {}).get("holdout"))
         self.temperature = temperature
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emolens.age import TASKS
+from emolens.data.sources import parse_holdout
 from emolens.files import write_json
 from emolens.preprocess import CONTRASTS
 
@@ -109,6 +110,10 @@ class TrainConfig:
     select: str = _cli(  # checkpoint selection: mean of the sources' val accuracies, or one source's name
         "mean", help="Best-checkpoint metric: mean (of the sources' val accuracies) or a source name.",
     )
+    holdout: str | None = _cli(  # "K/N": fold K of N of every source's training images left out (cross-fitting)
+        None, help="Leave fold K of N of every source's training images out, e.g. 0/2 (folds by a hash of each image's "
+                   "key): `emolens teach` then labels only those images with this model, for cross-fitted distillation.",
+    )
     teacher: list[str] | None = _cli(  # saved teacher outputs (`emolens teach`), averaged where they overlap
         None, help="Distil from saved teacher outputs (`emolens teach`); repeatable.", path=True,
     )
@@ -154,6 +159,7 @@ class TrainConfig:
         if self.task == "age" and self.teacher and self.distill_weight > 0.5:
             raise ValueError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
                              "reads each image's own age as the top bin of its mixed target")
+        parse_holdout(self.holdout)
         if self.precise_bn < 0:
             raise ValueError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:

@@ -66,7 +66,10 @@ def train_one_epoch(
     """Train for one pass over ``loader``; returns loss, acc, images and images_per_s. ``ema``: a
     moving average of the weights, updated after every optimiser step."""
     model.train()
-    loss_sum = correct = seen = 0.0
+    # Running sums stay on the device: reading them every step would make the CPU wait for the
+    # GPU and stop it queueing the next batches (only the terminal progress bar reads them).
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss × n, correct
+    seen = 0
     start = time.perf_counter()
     bar = _progress(loader, f"epoch {epoch} train", progress)
     for x, y in bar:
@@ -92,11 +95,13 @@ def train_one_epoch(
         if ema is not None:
             ema.update_parameters(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model)
         n = len(y)
-        loss_sum += loss.item() * n
-        pred = (masked_logits(logits, y) if y.is_floating_point() else logits).argmax(1)
-        correct += (pred == target_classes(y)).sum().item()
+        pred = (masked_logits(logits, y) if y.is_floating_point() else logits).detach().argmax(1)
+        sums += torch.stack((loss.detach().double() * n, (pred == target_classes(y)).sum().double()))
         seen += n
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        if bar.shown:
+            loss_sum, correct = sums.tolist()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    loss_sum, correct = sums.tolist()
     elapsed = time.perf_counter() - start
     loss_sum, correct, seen = global_sums(loss_sum, correct, seen, device=device)
     seen = max(seen, 1)

@@ -5,8 +5,11 @@ been trained elsewhere, on a GPU.
 The file (``.npz``) holds ``classes``, sample ``keys`` (``SOURCE/KEY``, see
 :meth:`emolens.data.datasets.Split.key`), ``members`` (the teacher models) and ``probs``
 (members × samples × classes, float16): each teacher's class probabilities, averaged over its
-test-time augmentation views. Beside it, a ``.json`` report gives each teacher's and the
-ensemble's validation accuracy per source.
+test-time augmentation views. A teacher whose run held a fold out (``train --holdout K/N``)
+labels only that fold's training images (NaN rows elsewhere), so teachers trained on different
+folds give every training image outputs from models that never saw it (cross-fitting); readers
+average the members that hold a row. Beside it, a ``.json`` report gives each teacher's and the
+ensemble's validation accuracy per source, and their accuracy on the training images they labelled.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from emolens.age import AGE_CLASSES, is_age_model, predicted_age
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
-from emolens.data.sources import VAL_SPLITS, SourceSpec, plurality, read_votes, union_classes, vote_matrix
+from emolens.data.sources import VAL_SPLITS, SourceSpec, in_fold, plurality, read_votes, union_classes, vote_matrix
 from emolens.evaluation.evaluate import predict_tta
 from emolens.evaluation.predictors import load_predictor
 from emolens.files import atomic_path, write_json
@@ -61,7 +64,7 @@ def load_teacher_outputs(path: str | Path, classes: Sequence[str], members: str 
     chosen = list(range(len(probs))) if not members else [int(m) for m in members.split(",")]
     if not chosen or any(not 0 <= m < len(probs) for m in chosen):
         raise ValueError(f"{path}: teacher members {members!r} out of range (the file holds {len(probs)})")
-    mean = probs[chosen].mean(axis=0)
+    mean = mean_of_members(probs[chosen])
     out = np.zeros((len(keys), len(classes)), np.float32)
     for j, c in enumerate(classes):
         if c in file_classes:
@@ -69,9 +72,26 @@ def load_teacher_outputs(path: str | Path, classes: Sequence[str], members: str 
     return TeacherOutputs(list(classes), {k: i for i, k in enumerate(keys)}, out)
 
 
+def mean_of_members(probs: np.ndarray) -> np.ndarray:
+    """members × N × K → N × K: per sample, the mean over the members that hold it (NaN rows where none does)."""
+    held = ~np.isnan(probs[:, :, 0])
+    count = held.sum(axis=0)
+    total = np.where(held[:, :, None], probs, 0.0).sum(axis=0)
+    return np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], np.nan).astype(np.float32)
+
+
+def _score(probs: np.ndarray, labels: np.ndarray, columns: list[int], age_classes: list[str] | None) -> dict:
+    """Over the rows a teacher labelled: their count and the accuracy (age teachers: the MAE in years)."""
+    held = ~np.isnan(probs[:, 0])
+    if age_classes is None:
+        return {"n": int(held.sum()), "acc": _accuracy(probs, labels, columns)}
+    err = np.abs(predicted_age(probs[held], age_classes) - labels[held]) if held.any() else np.full(1, np.nan)
+    return {"n": int(held.sum()), "mae": float(err.mean())}
+
+
 def _accuracy(probs: np.ndarray, labels: np.ndarray, columns: list[int]) -> float:
     """Top-1 accuracy with predictions restricted to ``columns`` (labels index the run classes)."""
-    keep = labels >= 0
+    keep = (labels >= 0) & ~np.isnan(probs[:, 0])
     if not keep.any():
         return float("nan")
     pred = np.asarray(columns)[probs[:, columns].argmax(axis=1)]
@@ -101,7 +121,9 @@ def save_teacher_outputs(
         classes = age_classes = list(AGE_CLASSES)  # bin order, as every age model has them
     all_keys: list[np.ndarray] = []
     all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
-    report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes, "val": {}}
+    holdouts = [getattr(p, "holdout", None) for p in predictors]  # only torch checkpoints record one
+    report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes,
+                    "holdout": [f"{h[0]}/{h[1]}" if h else None for h in holdouts], "train": {}, "val": {}}
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
         by_margin = {  # box datasets are cut with each teacher's margin
@@ -111,7 +133,7 @@ def save_teacher_outputs(
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None
             split_probs = []
-            for predictor in predictors:
+            for predictor, holdout in zip(predictors, holdouts):
                 dataset = by_margin[predictor.crop.margin]
                 if split_name not in dataset.splits:
                     break
@@ -124,29 +146,33 @@ def save_teacher_outputs(
                     raise ValueError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
                 keys, name, data_classes = k, spec.name or dataset.name, dataset.classes
                 labels = np.array([classes.index(c) if c in classes else -1 for c in data_classes])[y]
-                p = predict_tta(predictor, faces, tta, batch_size)
-                mapped = np.zeros((len(p), len(classes)), np.float32)
-                mapped[:, [classes.index(c) for c in predictor.classes]] = p
+                rows = in_fold(k, *holdout) if holdout and split_name == "train" else np.ones(len(k), bool)
+                mapped = np.full((len(k), len(classes)), np.nan, np.float32)
+                mapped[rows] = 0.0
+                if rows.any():
+                    p = predict_tta(predictor, faces[rows], tta, batch_size)
+                    mapped[np.ix_(rows, [classes.index(c) for c in predictor.classes])] = p
                 split_probs.append(mapped)
-                log(f"{Path(str(predictor.model_name))} on {name}/{split_name}: {len(p)} faces")
+                log(f"{Path(str(predictor.model_name))} on {name}/{split_name}: {rows.sum()} faces"
+                    + (f" (fold {holdout[0]}/{holdout[1]}, left out of its training)" if rows.sum() < len(k) else ""))
             if keys is None:
                 continue
             all_keys.append(np.char.add(f"{name}/", keys.astype(str)))
             for i, p in enumerate(split_probs):
                 all_probs[i].append(p)
-            if split_name != "train":
-                columns = [classes.index(c) for c in data_classes if c in classes]
-                entry = {"split": split_name, "n": int(len(labels))}
-                votes = None
+            columns = [classes.index(c) for c in data_classes if c in classes]
+            members = [*zip([str(m) for m in models], split_probs), ("ensemble", mean_of_members(np.stack(split_probs)))]
+            scores = {label: _score(p, labels, columns, age_classes) for label, p in members}
+            if split_name == "train":  # in-sample, except where a teacher's run held the image out
+                report["train"][name] = scores
+            else:
+                entry: dict = {"split": split_name, "n": int(len(labels)), **scores}
                 if spec.votes:
                     vote_classes, table = read_votes(spec.votes)
                     to_run = np.array([classes.index(c) if c in classes else -1 for c in vote_classes] + [-1])  # [-1]: no plurality
                     votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
                     vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
-                for label, p in [*zip([str(m) for m in models], split_probs), ("ensemble", np.mean(split_probs, axis=0))]:
-                    entry[label] = ({"mae": float(np.abs(predicted_age(p, age_classes) - labels).mean())} if age_classes
-                                    else {"acc": _accuracy(p, labels, columns)})
-                    if votes is not None:
+                    for label, p in members:
                         entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
                 report["val"][name] = entry
                 log(f"{name}/{split_name}: " + ", ".join(

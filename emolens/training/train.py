@@ -22,6 +22,7 @@ from emolens.data.sources import (
     SourceSpec,
     load_source,
     mix_targets,
+    parse_holdout,
     smooth_targets,
     source_classes,
     union_classes,
@@ -63,6 +64,7 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.Dis
     info = distributed.setup(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest convolution once
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -143,7 +145,8 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    sources = [load_source(s, classes, crop, cache_dir=cache_dir) for s in specs]
+    holdout = parse_holdout(cfg.holdout)
+    sources = [load_source(s, classes, crop, cache_dir=cache_dir, holdout=holdout) for s in specs]
     if info.is_main:
         distributed.barrier()
     if cfg.task == "age":  # Gaussian label distributions around each sample's age bin
