@@ -11,6 +11,8 @@
 # The epoch count is chosen from a timed 2-epoch run of
 # all teachers together so that training ends inside BUDGET_S; the exact commands are written to
 # OUT_DIR/commands.txt. A run stopped by the time guard still leaves its best checkpoint for `teach`.
+# Teachers whose ARGS hold `--holdout K/N` (one run per fold) get cross-fitted outputs: `teach` labels
+# each training image only with the runs that left it out (docs/training.md).
 set -uo pipefail
 out=$1 budget=$2 data=$3 teach_data=$4
 shift 4
