@@ -1,4 +1,4 @@
-"""BatchAugment and the loaders: shapes, range, flips, identity, normalisation, epochs and sharding."""
+"""BatchAugment, Mixup and the loaders: shapes, range, flips, identity, mixing, normalisation, epochs and sharding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emolens.data import load_arrays, load_dataset
-from emolens.data.augment import BatchAugment
+from emolens.data.augment import BatchAugment, Mixup
 from emolens.data.loader import ArrayLoader, StreamingLoader
 from emolens.preprocess import normalize
 
@@ -48,6 +48,33 @@ def test_augment_flip_and_identity(fer_val: tuple[np.ndarray, np.ndarray]) -> No
     assert torch.equal(BatchAugment().eval()(x), x)
     shifted = BatchAugment(rotation=0, zoom=(1, 1), shift=0, hflip=0, random_crop=3)(x)
     assert shifted.shape == x.shape and not torch.equal(shifted, x)
+
+
+def test_mixup_blends_images_and_targets_alike(fer_val: tuple[np.ndarray, np.ndarray]) -> None:
+    torch.manual_seed(0)
+    n = 16
+    x, y = Mixup(1.0, n)(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 4, 4), torch.arange(n))
+    assert y.shape == (n, n) and torch.allclose(y.sum(1), torch.ones(n))
+    lam = y[torch.arange(n), torch.arange(n)]  # each sample's own share; the rest went to its partner
+    partner = torch.where(lam < 1, (y - torch.diag(lam)).argmax(1), torch.arange(n))
+    torch.testing.assert_close(x[:, 0, 0, 0], lam * torch.arange(n) + (1 - lam) * partner)
+    assert torch.allclose(lam[lam < 1], lam[lam < 1][0])  # one λ per batch
+    # a class either partner's dataset leaves undefined stays undefined; the rest sums to 1
+    soft = torch.tensor([[0.5, 0.5, float("nan")], [0.2, 0.2, 0.6]])
+    crossed = 0
+    for _ in range(20):  # the partner is random: sometimes each sample is its own
+        _, t = Mixup(1.0, 3)(torch.zeros(2, 1, 2, 2), soft)
+        assert torch.allclose(torch.nan_to_num(t).sum(1), torch.ones(2)) and torch.isnan(t[0, 2])
+        crossed += bool(torch.isnan(t[1, 2]))
+    assert crossed > 0
+    images, labels = fer_val
+    batch, targets = next(iter(ArrayLoader(images, labels, batch_size=32, shuffle=False, mixup=Mixup(1.0, 7))))
+    assert batch.shape == (32, 1, 48, 48) and targets.shape == (32, 7) and torch.allclose(targets.sum(1), torch.ones(32))
+    clean = torch.from_numpy(normalize(images[:8]))
+    same_x, same_y = Mixup(1.0, 7).eval()(clean, torch.from_numpy(labels[:8]))
+    assert same_x is clean and torch.equal(same_y, torch.from_numpy(labels[:8]))
+    with pytest.raises(ValueError, match="non-negative"):
+        Mixup(-1.0, 7)
 
 
 def test_array_loader_normalises_and_batches(fer_val: tuple[np.ndarray, np.ndarray]) -> None:

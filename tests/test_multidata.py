@@ -30,6 +30,7 @@ from emolens.data.sources import (  # noqa: E402
 )
 from emolens.models.checkpoint import load_model  # noqa: E402
 from emolens.preprocess import CropSpec, crop_face  # noqa: E402
+from emolens.training.config import TrainConfig  # noqa: E402
 from emolens.training.losses import SoftTargetCrossEntropy  # noqa: E402
 from emolens.training.teach import load_teacher_outputs, mean_of_members  # noqa: E402
 
@@ -206,15 +207,21 @@ def test_holdout_folds_follow_keys():
 
 
 def test_cross_fitted_teachers_label_only_what_they_did_not_see(fer_small, votes, tmp_path):
-    """Two teachers, each trained without one half: `teach` gives every training image the
-    outputs of the teacher that left it out, every validation image both."""
+    """Two teachers, each trained without one half (with mixup, as the published teacher recipes):
+    `teach` gives every training image the outputs of the teacher that left it out, every
+    validation image both."""
     runner = CliRunner()
     cache = str(tmp_path / "cache")
     fer = f"{fer_small},votes={votes},label_mix=0.5"
     common = ["--epochs", "1", "--batch-size", "32", "--workers", "1", "--cache-dir", cache, "--contrast", "equalize"]
     for k in (0, 1):
-        result = runner.invoke(app, ["train", "--data", fer, "--holdout", f"{k}/2", "--out", str(tmp_path / f"t{k}"), *common])
+        result = runner.invoke(app, ["train", "--data", fer, "--holdout", f"{k}/2", "--mixup", "1.0",
+                                     "--out", str(tmp_path / f"t{k}"), *common])
         assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "t1" / "config.json").read_text())
+    assert (config["holdout"], config["mixup"]) == ("1/2", 1.0)
+    with pytest.raises(ValueError, match="without --mixup"):
+        TrainConfig(data="d", out="o", task="age", mixup=1.0)
     src = load_source(SourceSpec.parse(fer), EIGHT, CropSpec(48, 1, contrast="equalize"), cache_dir=Path(cache))
     fold0 = in_fold(src.train_keys, 0, 2)
     assert f"fold 1/2 held out: trains on {fold0.sum()} of {len(fold0)}" in result.output  # the last run's

@@ -1,4 +1,4 @@
-"""Batch augmentation on whatever device the batch lives on: one affine warp per batch."""
+"""Batch augmentation on whatever device the batch lives on: one affine warp per batch, and mixup."""
 
 from __future__ import annotations
 
@@ -98,3 +98,32 @@ class BatchAugment(torch.nn.Module):
         )
         apply = (torch.rand(n, device=dev) < self.erasing)[:, None, None]
         return x.masked_fill((inside & apply)[:, None], 0.0)
+
+
+class Mixup(torch.nn.Module):
+    """Mixup (Zhang et al., 2018) of a batch and its targets: one λ ~ Beta(α, α) per batch, every
+    sample blended with another of the same batch, x = λ·x_i + (1 − λ)·x_j and the targets alike.
+
+    Integer labels become one-hot targets over ``num_classes``. A class either partner's dataset
+    leaves undefined (NaN) stays undefined, and the target is renormalised over the rest. In
+    ``eval()`` mode, or with α = 0, the batch passes through unchanged.
+    """
+
+    def __init__(self, alpha: float, num_classes: int) -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"mixup alpha must be non-negative, got {alpha}")
+        self.alpha = float(alpha)
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.training or self.alpha == 0:
+            return x, y
+        if not y.is_floating_point():
+            y = F.one_hot(y, self.num_classes).to(x.dtype)
+        concentration = torch.tensor(self.alpha, device=x.device)
+        lam = torch.distributions.Beta(concentration, concentration).sample()  # on the device: no host sync
+        partner = torch.randperm(x.shape[0], device=x.device)
+        x = lam * x + (1 - lam) * x[partner]
+        y = lam * y + (1 - lam) * y[partner]
+        return x, y / torch.nan_to_num(y).sum(dim=1, keepdim=True).clamp_min(1e-12)

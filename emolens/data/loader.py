@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from emolens.data.augment import Mixup
 from emolens.data.sources import epoch_indices
 from emolens.data.splits import Split
 from emolens.errors import DatasetError, DatasetWarning
@@ -35,6 +36,7 @@ class _BatchLoader:
         rank: int,
         world_size: int,
         mix: tuple[list[int], list[float]] | None = None,
+        mixup: Mixup | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -46,6 +48,7 @@ class _BatchLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.augment = augment
+        self.mixup = mixup
         self.device = torch.device(device)
         self.seed = seed
         self.rank = rank
@@ -74,18 +77,23 @@ class _BatchLoader:
         return [order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
     def _finish(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, labels or targets."""
+        """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, labels or targets
+        (float N×K targets after mixup)."""
         non_blocking = self.device.type == "cuda"
         x = images.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float()
         x = (x * (1.0 / 255.0) - MEAN) / STD
+        labels = labels.to(self.device, non_blocking=non_blocking)
         if self.augment is not None:
             x = self.augment(x)
-        return x.contiguous(), labels.to(self.device, non_blocking=non_blocking)
+        if self.mixup is not None:
+            x, labels = self.mixup(x, labels)
+        return x.contiguous(), labels
 
 
 class ArrayLoader(_BatchLoader):
     """Batches from in-memory uint8 N×H×W×C images (kept on ``device`` once) and int labels or
-    float N×K soft targets; ``mix`` = (source sizes, sampling weights) of concatenated sources."""
+    float N×K soft targets; ``mix`` = (source sizes, sampling weights) of concatenated sources;
+    ``mixup`` blends each augmented batch with itself (training)."""
 
     def __init__(
         self,
@@ -100,6 +108,7 @@ class ArrayLoader(_BatchLoader):
         rank: int = 0,
         world_size: int = 1,
         mix: tuple[list[int], list[float]] | None = None,
+        mixup: Mixup | None = None,
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
             raise ValueError(
@@ -107,7 +116,7 @@ class ArrayLoader(_BatchLoader):
             )
         if mix is not None and sum(mix[0]) != len(images):
             raise ValueError(f"mix sizes {mix[0]} do not add up to {len(images)} images")
-        super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size, mix)
+        super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size, mix, mixup)
         self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         labels = np.asarray(labels)
         dtype = np.float32 if labels.dtype.kind == "f" else np.int64

@@ -105,6 +105,10 @@ class TrainConfig:
     augment: str = _cli(
         "default", help="default (rotation ±15°, zoom 0.8–1.2, shift ±10%, h-flip) | strong (+ random crop, erasing) | none.",
     )
+    mixup: float = _cli(  # Beta(α, α) of the per-batch mixing weight; 0 = off
+        0.0, help="Mixup α, e.g. 1.0 (0 = off, the default): each augmented batch blended with itself shuffled, "
+                  "λ ~ Beta(α, α), targets alike.",
+    )
     seed: int = _cli(0, help="Random seed of initialisation, augmentation and order (default {default}); splits that "
                           "emolens makes (class-folders, utkface) stay fixed, as evaluate sees them.")
     select: str = _cli(  # checkpoint selection: mean of the sources' val accuracies, or one source's name
@@ -160,6 +164,11 @@ class TrainConfig:
             raise ValueError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
                              "reads each image's own age as the top bin of its mixed target")
         parse_holdout(self.holdout)
+        if self.mixup < 0:
+            raise ValueError(f"mixup must be 0 (off) or a positive α, got {self.mixup}")
+        if self.task == "age" and self.mixup > 0:
+            raise ValueError("--task age trains without --mixup: the L1 term reads each image's own age as the top "
+                             "bin of its target, which mixing two faces would move")
         if self.precise_bn < 0:
             raise ValueError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:

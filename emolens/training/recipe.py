@@ -27,6 +27,13 @@ def make_augment(kind: str, input_size: int) -> nn.Module | None:
     return BatchAugment(rotation=15.0, zoom=(0.8, 1.2), shift=0.1, hflip=0.5)
 
 
+def make_mixup(alpha: float, num_classes: int) -> nn.Module | None:
+    """Batch mixup with Beta(α, α) weights (None when α is 0)."""
+    from emolens.data.augment import Mixup
+
+    return Mixup(alpha, num_classes) if alpha > 0 else None
+
+
 def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """n / (k · count_c), the scikit-learn "balanced" heuristic."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)

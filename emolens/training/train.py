@@ -38,6 +38,7 @@ from emolens.training.recipe import (
     extend_schedule,
     make_augment,
     make_criterion,
+    make_mixup,
     make_optimizer,
     make_scheduler,
     step_scheduler,
@@ -160,7 +161,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     images = np.concatenate([s.train_images for s in sources])
     train_loader = ArrayLoader(
         images, targets, cfg.batch_size, shuffle=True, drop_last=True,
-        augment=make_augment(cfg.augment, cfg.input_size),
+        augment=make_augment(cfg.augment, cfg.input_size), mixup=make_mixup(cfg.mixup, len(classes)),
         mix=([len(s.train_targets) for s in sources], [s.weight for s in sources]) if len(sources) > 1 else None,
         **common,
     )
