@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from emolens.models import list_models  # noqa: E402
-from emolens.training.precision import memory_format  # noqa: E402
+from emolens.training.precision import memory_format, resolve_amp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_SIZE = 96  # ImageNet-sized models keep their strided stems (they switch to stride 1 at ≤64 px)
@@ -51,6 +51,14 @@ def test_memory_format_policy() -> None:
     assert memory_format(cpu, "off") == torch.contiguous_format
     assert memory_format(cpu, "bf16") == torch.channels_last
     assert memory_format(cuda, "fp16") == memory_format(cuda, "off") == torch.channels_last
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_cuda_precision_policy(monkeypatch: pytest.MonkeyPatch, native_bf16: bool, expected: str) -> None:
+    """On CUDA, auto is bf16 where the GPU has it (no GradScaler), fp16 with loss scaling elsewhere."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native_bf16)
+    assert resolve_amp("auto", torch.device("cuda", 0))[0] == expected
+    assert resolve_amp("fp16", torch.device("cuda", 0))[0] == "fp16"
 
 
 @pytest.mark.parametrize("name", [info.name for info in list_models()])

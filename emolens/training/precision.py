@@ -27,10 +27,10 @@ AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}
 def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
     """Pick the autocast precision; returns (fp16|bf16|off, why).
 
-    ``auto``: on CUDA bf16 where the GPU has it (Ampere and newer: no loss scaling, whose
-    inf check makes the CPU wait for the GPU at every step), else fp16 with a GradScaler; on CPUs bf16 only where oneDNN runs it natively
-    (AVX512-BF16/AMX — measured 1.4–2.2× faster training here), fp32 elsewhere, where bf16 is
-    emulated and slower.
+    ``auto``: on CUDA bf16 where the GPU has it (Ampere and newer; no loss scaling, whose inf
+    check makes the CPU wait for the GPU at every step), else fp16 with a GradScaler; on CPUs bf16
+    only where oneDNN runs it natively (AVX512-BF16/AMX — measured 1.4–2.2× faster training
+    here), fp32 elsewhere, where bf16 is emulated and slower.
     """
     if mode != "auto":
         return mode, "as requested"
