@@ -119,7 +119,7 @@ def test_export_matches_pytorch_on_real_faces(fer_small, tmp_path):
     proto = onnx.load(path)
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["emolens"])
     assert meta == {"classes": FER, "crop": CropSpec().to_dict(), "model_name": "mini-xception", "temperature": 1.0,
-                    "task": "expression"}
+                    "task": "expression", "tta": "none"}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"] and [o.name for o in session.get_outputs()] == ["logits"]
     assert isinstance(session.get_inputs()[0].shape[0], str)  # dynamic batch
@@ -132,6 +132,28 @@ def test_export_matches_pytorch_on_real_faces(fer_small, tmp_path):
     assert json.loads({p.key: p.value for p in onnx.load(q).metadata_props}["emolens"]) == meta
     rq = compare_with_torch(q, ckpt, faces, labels)
     assert rq["max_prob_diff"] < 0.2 and rq["n"] == 56
+
+
+def test_flip_averaged_export(fer_small, tmp_path):
+    """``--tta flip``: the graph averages each face with its mirror image, so a face and its mirror
+    get the same prediction; it matches PyTorch through the same wrapper and says so in its metadata."""
+    from emolens.inference.classifier import EmotionClassifier
+
+    ckpt = _checkpoint(tmp_path / "m.pt", FER)
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(tmp_path / "flip.onnx"), "--tta", "flip",
+                                      "--data", str(fer_small), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "top-1 agreement 1.0000" in result.output
+    model = EmotionClassifier(tmp_path / "flip.onnx")
+    assert model.tta == "flip"
+    faces, _ = load_arrays(load_dataset(fer_small).split("val"), 48, 1, cache_dir=tmp_path / "cache")
+    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+    flip_gap = np.abs(model.predict_proba(faces) - model.predict_proba(mirrored)).max()
+    plain = EmotionClassifier(export_onnx(ckpt, tmp_path / "plain.onnx")[0])
+    plain_gap = np.abs(plain.predict_proba(faces) - plain.predict_proba(mirrored)).max()
+    assert flip_gap < 1e-5 and plain_gap > 100 * flip_gap, (flip_gap, plain_gap)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        export_onnx(ckpt, tmp_path / "x.onnx", tta="tencrop")
 
 
 def test_export_and_evaluate_cli(fer_small, tmp_path):

@@ -74,6 +74,7 @@ class EmotionClassifier:
         self.crop: CropSpec = CropSpec.from_dict(info.get("crop", {}))
         self.model_name: str = info.get("model_name", self.path.stem)
         self.temperature: float = float(info.get("temperature", 1.0))
+        self.tta: str = info.get("tta", "none")  # flip: the graph itself averages each face with its mirror image
         self._input = self.session.get_inputs()[0].name
 
     @classmethod

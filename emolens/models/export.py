@@ -4,8 +4,9 @@
 files to check); the check runs both models through the :class:`emolens.predictor.Predictor` contract.
 
 The ONNX model has input ``input`` (N×C×H×W float32, dynamic N), output ``logits``, and the
-metadata property ``emolens`` = JSON {"classes", "crop", "model_name", "temperature", "task"}
-(docs/architecture.md). Files are written atomically.
+metadata property ``emolens`` = JSON {"classes", "crop", "model_name", "temperature", "task", "tta"}
+(docs/architecture.md; ``tta: flip``: the graph averages the logits of each face and its mirror
+image). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from emolens.files import atomic_write
 from emolens.labels import canonical, remap
 from emolens.models.checkpoint import load_checkpoint, load_model
 from emolens.models.predictor import TorchPredictor
+from emolens.models.tta import with_tta
 from emolens.predictor import Predictor
 from emolens.preprocess import CropSpec, normalize
 from emolens.progress import Bar
@@ -47,13 +49,15 @@ def _save(model: onnx.ModelProto, out: Path) -> Path:
 
 
 def export_onnx(
-    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0
+    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0, tta: str = "none"
 ) -> tuple[Path, dict]:
-    """Export a checkpoint or run folder (its best.pt) to ONNX; returns (path, metadata)."""
+    """Export a checkpoint or run folder (its best.pt) to ONNX, with ``tta`` in the graph
+    (:func:`emolens.models.tta.with_tta`); returns (path, metadata)."""
     model, ckpt = load_model(checkpoint)
+    model = with_tta(model, tta)
     crop = ckpt["crop"]
     meta = {"classes": list(ckpt["classes"]), "crop": crop, "model_name": ckpt["model_name"], "temperature": temperature,
-            "task": ckpt.get("task", "expression")}
+            "task": ckpt.get("task", "expression"), "tta": tta}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter needs no onnxscript and handles these plain CNNs exactly.
@@ -127,11 +131,12 @@ def compare(candidate: Predictor, reference: Predictor, faces: np.ndarray, label
 
 def compare_with_torch(onnx_path: str | Path, checkpoint: str | Path, faces: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """:func:`compare` of an exported model (ONNX Runtime) with its checkpoint (PyTorch, at the
-    exported temperature); the accuracies are named ``onnx_accuracy`` and ``torch_accuracy``."""
+    exported temperature and graph TTA); the accuracies are named ``onnx_accuracy`` and ``torch_accuracy``."""
     from emolens.inference.classifier import EmotionClassifier
 
     onnx_model = EmotionClassifier(onnx_path)
-    report = compare(onnx_model, TorchPredictor(checkpoint, temperature=onnx_model.temperature), faces, labels)
+    reference = TorchPredictor(checkpoint, temperature=onnx_model.temperature, tta=onnx_model.tta)
+    report = compare(onnx_model, reference, faces, labels)
     if labels is not None:
         report["onnx_accuracy"], report["torch_accuracy"] = report.pop("accuracy"), report.pop("reference_accuracy")
     return report
@@ -175,11 +180,11 @@ def run_data(checkpoint: str | Path) -> Path | None:
 
 
 def export_checked(
-    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0,
+    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0, tta: str = "none",
     int8: str | None = None, data: str | Path | None = None, check_split: str = "val", samples: int = 500,
     cache_dir: Path | None = None,
 ) -> ExportReport:
-    """Export ``checkpoint`` to ``out``, with ``int8`` ("static" or "dynamic") also a quantised copy
+    """Export ``checkpoint`` to ``out`` (``tta`` in the graph), with ``int8`` ("static" or "dynamic") also a quantised copy
     ``OUT.int8.onnx``, and check every file against PyTorch on up to ``samples`` real faces of
     ``data``'s ``check_split`` (default data: the run's own). Static int8 is calibrated on the
     train split; without data it raises ValueError before writing anything."""
@@ -192,7 +197,7 @@ def export_checked(
     checked = found is not None and found.exists()
     with Bar(f"export {out.name}", total=1 + (int8 is not None) + checked) as bar:
         bar.note("ONNX graph")
-        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature)
+        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature, tta=tta)
         bar.advance()
         report = ExportReport(files=[path], meta=meta)
         if checked:

@@ -9,19 +9,21 @@ import torch
 
 from emolens.data.sources import parse_holdout
 from emolens.models.checkpoint import load_model
+from emolens.models.tta import with_tta
 from emolens.predictor import predict_in_batches
 from emolens.preprocess import CropSpec
 
 
 class TorchPredictor:
     """A checkpoint or run folder (its best.pt) on ``device``; ``temperature`` divides the logits
-    (1: the raw model, as evaluation uses it; the exported value: what the ONNX file serves).
+    (1: the raw model, as evaluation uses it; the exported value: what the ONNX file serves);
+    ``tta`` as :func:`emolens.models.tta.with_tta` (an export's graph TTA, to compare against it).
     ``holdout``: the (fold, folds) of training images its run left out, if any."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", temperature: float = 1.0, tta: str = "none") -> None:
         self.device = torch.device(device)
-        self.model, meta = load_model(path, map_location=self.device)
-        self.model.to(self.device)
+        model, meta = load_model(path, map_location=self.device)
+        self.model = with_tta(model, tta).to(self.device)
         self.classes: tuple[str, ...] = tuple(meta["classes"])
         self.crop = CropSpec.from_dict(meta["crop"])
         self.model_name: str = meta["model_name"]

@@ -17,6 +17,8 @@ def export_cmd(
     int8_mode: str = typer.Option("static", "--int8-mode", help="static (QDQ, calibrated on training faces) | dynamic."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature stored in the metadata."),
+    tta: str = typer.Option("none", "--tta", help="none | flip (the graph averages the logits of each face and its "
+                            "mirror image: twice the work per face)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Real faces for calibration and the check (default: the run's data)."),
     check_split: str = typer.Option("val", "--check-split", help="Split whose faces the ONNX model is checked on."),
     samples: int = typer.Option(500, "--samples", help="Faces for the check and for calibration."),
@@ -25,7 +27,7 @@ def export_cmd(
     """Export a checkpoint to ONNX (optionally int8) and check it against PyTorch on real faces."""
     from emolens.models.export import export_checked
 
-    report = export_checked(checkpoint, out, opset=opset, temperature=temperature, int8=int8_mode if int8 else None,
+    report = export_checked(checkpoint, out, opset=opset, temperature=temperature, tta=tta, int8=int8_mode if int8 else None,
                             data=data, check_split=check_split, samples=samples, cache_dir=cache_dir)
     fp32, *quantized = report.files
     typer.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.2f} MB): {report.meta['model_name']}, "
