@@ -114,17 +114,13 @@ def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceD
                      log: Log) -> list[np.ndarray]:
     """Each source's training ``targets`` mixed with the saved teacher outputs (``cfg.teacher``;
     where several files hold an image, their probabilities are averaged)."""
-    from emolens.training.teach import load_teacher_outputs
+    from emolens.training.teach import load_teacher_outputs, mean_of_members
 
     files = [load_teacher_outputs(path, classes, members=cfg.teacher_members) for path in cfg.teacher or []]
     mixed = []
     for src, own in zip(sources, targets, strict=True):
-        per_file = np.stack([f.lookup(src.name, src.train_keys) for f in files])
-        found = ~np.isnan(per_file).all(axis=2)  # files × samples
-        probs = np.full(per_file.shape[1:], np.nan, np.float32)
-        any_found = found.any(axis=0)
-        probs[any_found] = np.nansum(per_file, axis=0)[any_found] / found.sum(axis=0)[any_found, None]
-        log(f"teacher outputs: {int(any_found.sum())} of {len(probs)} {src.name} training images matched "
+        probs = mean_of_members(np.stack([f.lookup(src.name, src.train_keys) for f in files]))
+        log(f"teacher outputs: {int((~np.isnan(probs[:, 0])).sum())} of {len(probs)} {src.name} training images matched "
             f"(distill weight {cfg.distill_weight})")
         mixed.append(mix_targets(own, probs, cfg.distill_weight))
     return mixed
