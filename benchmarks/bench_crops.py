@@ -7,10 +7,13 @@ finds the face there, and the face is cut with the model's crop spec as in ``Rec
 Reports, per detector: faces found, the detected box relative to the face image (side and
 centre; a square crop of margin m covers side × (1 + 2m) of it), and the model's score on the
 detector crops (expression models: accuracy; age models: MAE on UTKFace-named files) against its
-score on the dataset's own crops of the same faces (what ``emolens evaluate`` reads)::
+score on the dataset's own crops of the same faces (what ``emolens evaluate`` reads); for every
+detector after the first, its box against the first one's on the faces both find (side ratio,
+centre offset in the first one's sides: how far apart the detectors' box conventions are)::
 
     python benchmarks/bench_crops.py --model age --data DATA/utkface-64 --limit 500
     python benchmarks/bench_crops.py --model mixed8 --data DATA/fer2013 --margins 0,0.05,0.1
+    python benchmarks/bench_crops.py --data DATA/muxspace-dev --format eval-folder --split eval --limit 2324
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="dataset of face images with a val split (any layout)")
     parser.add_argument("--format", default="auto", help="dataset layout (default auto)")
+    parser.add_argument("--split", default="val", help="split to use (default val)")
     parser.add_argument("--model", default="default", help="bundled model name or .onnx (expression or age)")
     parser.add_argument("--limit", type=int, default=500, help="validation faces to use (evenly spaced over the split)")
     parser.add_argument("--detectors", default="yunet,blazeface", help="comma-separated detector names")
@@ -48,11 +52,11 @@ def main() -> None:
     if is_age_model(model.classes):
         model = AgeEstimator.load(args.model)
     spec = model.crop
-    split = load_dataset(args.data, format=args.format, crop=spec).split("val")
+    split = load_dataset(args.data, format=args.format, crop=spec).split(args.split)
     pick = np.arange(0, len(split), max(1, len(split) // args.limit))[: args.limit]  # evenly spaced over the split
     split = split.take(pick, split.classes, np.asarray(split.labels)[pick])
     own, labels = load_arrays(split, spec.size, spec.channels, cache_dir=args.cache_dir, contrast=spec.contrast)
-    faces = load_dataset(args.data, format=args.format, box_margin=0.0).split("val")  # the labelled box, unwidened
+    faces = load_dataset(args.data, format=args.format, box_margin=0.0).split(args.split)  # the labelled box, unwidened
     faces = faces.take(pick, faces.classes, np.asarray(faces.labels)[pick])
     scenes = [cv2.copyMakeBorder(cv2.resize(_rgb(faces.read(i)), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC), PAD, PAD,
                                  PAD, PAD, cv2.BORDER_CONSTANT, value=(128, 128, 128)) for i in range(len(faces))]
@@ -60,6 +64,7 @@ def main() -> None:
     margins = sorted({spec.margin, *(float(m) for m in args.margins.split(",") if m)})
     report = {"data": str(args.data), "model": args.model, "n": len(split), "crop": spec.to_dict(), "metric": score.metric,
               "dataset_crops": score(own)}
+    first: dict[int, np.ndarray] = {}  # face index → the first detector's box
     for name in args.detectors.split(","):
         detector = create_detector(name)
         found, boxes = [], []
@@ -76,12 +81,28 @@ def main() -> None:
             "box_centre_median": [float(np.median((rel[:, 0] + rel[:, 2]) / 2)), float(np.median((rel[:, 1] + rel[:, 3]) / 2))],
             "dataset_crops_same_faces": score(own[idx], idx),
         }
+        if not first:
+            first = dict(zip(found, np.array(boxes, float)))
+        else:
+            entry["vs_first_detector"] = _versus(first, dict(zip(found, np.array(boxes, float))))
         for m in margins:
             cut = dataclasses.replace(spec, margin=m)
             crops = np.stack([crop_face(scenes[i], tuple(map(float, b)), cut) for i, b in zip(idx, boxes)])
             entry[f"detector_crops_margin_{m:g}"] = score(crops, idx)
         report[name] = entry
     print(json.dumps(report, indent=1))
+
+
+def _versus(reference: dict[int, np.ndarray], other: dict[int, np.ndarray]) -> dict:
+    """Median side ratio and centre offset (x, y, in reference sides) of ``other``'s boxes on the faces both found."""
+    both = sorted(set(reference) & set(other))
+    if not both:
+        return {"faces": 0}
+    a, b = np.stack([reference[i] for i in both]), np.stack([other[i] for i in both])
+    side_a, side_b = np.maximum(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]), np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    shift = ((b[:, :2] + b[:, 2:]) - (a[:, :2] + a[:, 2:])) / 2 / side_a[:, None]
+    return {"faces": len(both), "side_ratio_median": float(np.median(side_b / side_a)),
+            "centre_offset_median": [float(v) for v in np.median(shift, axis=0)]}
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,17 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+def rescale_box(box: Box, scale: float, shift: float) -> Box:
+    """A box scaled by ``scale`` about its centre, the centre then moved down by ``shift`` of the
+    scaled height: how a detector whose boxes are drawn differently reports them in the reference
+    convention (YuNet's, which the models' crop margins refer to; see docs/inference.md).
+    Computed in float64 step for step as the browser's ``rescaleBox`` does."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = (x2 - x1) * scale, (y2 - y1) * scale
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + shift * h
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
 def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
     """Round a box to ints inside the image; None when less than 2 px of it is left."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)

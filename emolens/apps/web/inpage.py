@@ -73,7 +73,8 @@ def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: s
         "detector": {"name": detector, "file": "detector.onnx", "options": blazeface.options,
                      "min_score": blazeface.min_score, "candidate_score": blazeface.candidate_score,
                      "verify_score": blazeface.verify_score, "max_verify": blazeface.max_verify,
-                     "context": blazeface.context, "iou_threshold": blazeface.iou_threshold},
+                     "context": blazeface.context, "iou_threshold": blazeface.iou_threshold,
+                     "box_calibration": list(blazeface.box_calibration)},
         "tracking": {"smoothing": tracker.smoothing, "iou_threshold": tracker.iou_threshold,
                      "max_distance": tracker.max_distance, "max_missed": tracker.max_missed},
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.boxes import box_iou, clip_box, iou_matrix
+from emolens.boxes import box_iou, clip_box, iou_matrix, rescale_box
 from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection
 from emolens.inference.runtime import create_session
 
@@ -82,6 +82,12 @@ def _load(variant: str):
 #: candidates must pass the close-up re-check (``VERIFY_SCORE``) instead.
 ACCEPT_SCORE = {"full": 0.75, "short": 0.65}
 VERIFY_SCORE = {"full": 0.7, "short": 0.8}
+#: BlazeFace's boxes are smaller than YuNet's and sit lower (full range: median side 0.90 of
+#: YuNet's, centre 0.02 of a side lower, on the 1,182 muxspace-dev faces both find; short range:
+#: 0.87 and 0.07; benchmarks/bench_crops.py); they are reported scaled and moved into YuNet's
+#: convention, so a model's crop margin means the same crop whichever detector found the face.
+BOX_SCALE = {"full": 1.11, "short": 1.15}
+BOX_SHIFT = {"full": -0.02, "short": -0.075}
 
 
 class BlazeFaceDetector:
@@ -102,6 +108,7 @@ class BlazeFaceDetector:
         self.session, self.options, self.anchors = _load(variant)
         self.size = int(self.options["input_width"])
         self.min_score = ACCEPT_SCORE[variant] if min_score is None else float(min_score)
+        self.box_calibration = BOX_SCALE[variant], BOX_SHIFT[variant]
         self.candidate_score = min(candidate_score, self.min_score)
         self.verify_score = VERIFY_SCORE[variant] if verify_score is None else float(verify_score)
         self.max_verify = max_verify
@@ -181,7 +188,7 @@ class BlazeFaceDetector:
         h, w = image_rgb.shape[:2]
         detections = []
         for row, score in sorted(kept, key=lambda k: -k[1]):
-            clipped = clip_box(tuple(row[:4]), w, h)
+            clipped = clip_box(rescale_box(row[:4], *self.box_calibration), w, h)
             if clipped is not None:
                 detections.append(Detection(clipped, score, row[4:].reshape(6, 2).copy(), BLAZEFACE_LANDMARKS))
         return detections

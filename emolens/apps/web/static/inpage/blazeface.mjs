@@ -64,6 +64,17 @@ export function weightedNms(rows, scores, threshold) {
   return { rows: keptRows, scores: keptScores };
 }
 
+/** A box scaled by ``scale`` about its centre, the centre then moved down by ``shift`` of the
+ *  scaled height: BlazeFace's boxes in YuNet's convention (emolens.boxes.rescale_box, the same
+ *  float64 steps). */
+export function rescaleBox([x1, y1, x2, y2], scale, shift) {
+  const w = (x2 - x1) * scale;
+  const h = (y2 - y1) * scale;
+  const cx = (x1 + x2) / 2;
+  const cy = (y1 + y2) / 2 + shift * h;
+  return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
+}
+
 /** Round a box to integers inside the image; null when less than 2 px is left (detectors.clip_box). */
 export function clipBox(box, width, height) {
   const [x1, y1, x2, y2] = box.map(roundHalfEven);
@@ -87,6 +98,7 @@ export class BlazeFace {
     this.maxVerify = config.max_verify;
     this.context = config.context;
     this.iouThreshold = config.iou_threshold;
+    this.boxCalibration = config.box_calibration;
     this.anchors = ssdAnchors(this.options);
     if (this.anchors.length / 2 !== this.options.num_boxes) {
       throw new Error(`${this.anchors.length / 2} anchors generated, the model has ${this.options.num_boxes}`);
@@ -180,7 +192,7 @@ export class BlazeFace {
     kept.sort((a, b) => b.score - a.score);
     const detections = [];
     for (const { row, score } of kept) {
-      const box = clipBox(Array.from(row.slice(0, 4)), img.width, img.height);
+      const box = clipBox(rescaleBox(row.slice(0, 4), ...this.boxCalibration), img.width, img.height);
       if (box) detections.push({ box, score, landmarks: LANDMARKS.map((_, k) => [row[4 + 2 * k], row[5 + 2 * k]]) });
     }
     return detections;
