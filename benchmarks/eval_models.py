@@ -4,8 +4,10 @@
 
 DATA holds the unzipped datasets of ../shared/datasets: ``fer2013/`` (its validation split is
 scored against the original labels and, with ``ferplus-votes.csv``, against the FER+ vote
-plurality), ``affectnet-yolo/`` (valid) and ``muxspace-dev/`` (in-the-wild crops as given,
-scored as an evaluation folder). Each cell is what ``emolens evaluate`` reports for that pair.
+plurality), ``affectnet-yolo/`` (valid) and ``muxspace-dev/`` (in-the-wild photos, scored as an
+evaluation folder twice: the crops as given, and end to end, each face found by the default
+detector and cut by the model's crop spec as ``emolens analyze`` does; a photo without a face
+found counts as wrong). Each cell is what ``emolens evaluate`` reports for that pair.
 ``--contrast`` re-scores each model with its crop spec's contrast normalisation switched (a copy
 of the ONNX file with edited metadata), to measure what equalising the input does.
 """
@@ -25,10 +27,11 @@ from emolens.inference.classifier import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 VOTES = Path(os.environ.get("EMOLENS_SHARED", REPO.parent / "shared")) / "datasets" / "ferplus-votes.csv"
-SETS = {  # name: (folder under the data root, split, format)
-    "fer2013": ("fer2013", "val", "auto"),
-    "affectnet": ("affectnet-yolo", "val", "auto"),
-    "muxspace-dev": ("muxspace-dev", "eval", "eval-folder"),
+SETS = {  # name: (folder under the data root, split, format, detect)
+    "fer2013": ("fer2013", "val", "auto", False),
+    "affectnet": ("affectnet-yolo", "val", "auto", False),
+    "muxspace-dev": ("muxspace-dev", "eval", "eval-folder", False),
+    "muxspace-dev-detected": ("muxspace-dev", "eval", "eval-folder", True),
 }
 
 
@@ -58,17 +61,18 @@ def main() -> None:
         variants += [(m, str(with_contrast(m, c, Path(tmp))), f"contrast={c}") for m in args.model for c in args.contrast]
         for name, ref, how in variants:
             row = results.setdefault(f"{name} ({how})", {})
-            for set_name, (folder, split, fmt) in SETS.items():
+            for set_name, (folder, split, fmt, detect) in SETS.items():
                 data = args.data_root / folder
                 if not data.exists():
                     continue
                 votes = VOTES if set_name == "fer2013" and VOTES.exists() else None
-                r = evaluate_model(ref, data, Path(tmp) / "report", split=split, format=fmt, votes=votes, log=lambda _m: None)
+                r = evaluate_model(ref, data, Path(tmp) / "report", split=split, format=fmt, votes=votes, detect=detect,
+                                   log=lambda _m: None)
                 row[set_name] = {k: r[k] for k in ("accuracy", "macro_f1", "ece", "n")}
                 row[set_name]["temperature_fit"] = r["temperature_fit"]["temperature"]
                 if votes is not None:
                     row["ferplus"] = {"accuracy": r["votes_accuracy"], "n": r["votes_n"]}
-    names = ["fer2013", "ferplus", "affectnet", "muxspace-dev"]
+    names = ["fer2013", "ferplus", "affectnet", "muxspace-dev", "muxspace-dev-detected"]
     print("| model | " + " | ".join(f"{n} acc / macro-F1 / ECE" for n in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for model, row in results.items():
