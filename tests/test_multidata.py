@@ -15,7 +15,9 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app  # noqa: E402
-from emolens.data import load_arrays, load_dataset, read_image  # noqa: E402
+from emolens.data import DatasetError, load_arrays, load_dataset, read_image  # noqa: E402
+from emolens.data.formats.packed import check_pack_margin  # noqa: E402
+from emolens.data.pack import pack_dataset  # noqa: E402
 from emolens.data.sources import (  # noqa: E402
     SourceSpec,
     epoch_indices,
@@ -124,6 +126,19 @@ def test_pack_keeps_faces_and_keys(fer_small, tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz: cannot read packed dataset"):
         load_dataset(bad)
+
+
+def test_packs_refuse_another_margin(affectnet_small, fer_small, tmp_path):
+    """A pack of a box dataset keeps the margin its faces were cut with; a run asking for another is refused."""
+    boxed, plain = tmp_path / "aff.npz", tmp_path / "fer.npz"
+    pack_dataset(affectnet_small, boxed, 48, 1, margin=0.1, cache_dir=tmp_path)
+    pack_dataset(fer_small, plain, 48, 1, margin=0.1, cache_dir=tmp_path)
+    check_pack_margin(boxed, 0.1)
+    check_pack_margin(plain, 0.0)  # no boxes: the margin cut nothing
+    with pytest.raises(DatasetError, match="aff.npz: faces were cut from their boxes with margin 0.1, but the crop spec asks for 0"):
+        check_pack_margin(boxed, 0.0)
+    run = CliRunner().invoke(app, ["train", "--data", str(boxed), "--margin", "0", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert run.exit_code == 2 and "repack with `emolens data pack … --margin 0`" in run.output, run.output
 
 
 def test_crop_parity_between_training_and_inference(affectnet_small, tmp_path):

@@ -33,7 +33,9 @@ def pack_dataset(
     """Write ``data`` (any layout) as a packed dataset to ``out``; returns the samples per split.
 
     Faces are cut with ``margin`` (box datasets) and resized to size×size×channels without
-    contrast normalisation, which the training run applies as its crop spec says.
+    contrast normalisation, which the training run applies as its crop spec says. The pack
+    records the margin and whether boxes were cut, so that a run with another margin is refused
+    (:func:`emolens.data.formats.packed.check_pack_margin`).
     """
     dataset = load_dataset(data, format=format, selection=selection, box_margin=margin)
     arrays: dict[str, np.ndarray] = {
@@ -42,6 +44,7 @@ def pack_dataset(
         "size": np.asarray(size),
         "channels": np.asarray(channels),
         "margin": np.asarray(margin),
+        "boxes": np.asarray(any(getattr(dataset.split(n), "boxes", None) is not None for n in dataset.splits)),
     }
     counts = {}
     for name in splits or tuple(dataset.splits):
