@@ -16,7 +16,6 @@ from typer.testing import CliRunner  # noqa: E402
 
 from emolens.apps.cli import app  # noqa: E402
 from emolens.data import DatasetError, load_arrays, load_dataset, read_image  # noqa: E402
-from emolens.data.formats.packed import check_pack_margin  # noqa: E402
 from emolens.data.pack import pack_dataset  # noqa: E402
 from emolens.data.sources import (  # noqa: E402
     SourceSpec,
@@ -133,10 +132,11 @@ def test_packs_refuse_another_margin(affectnet_small, fer_small, tmp_path):
     boxed, plain = tmp_path / "aff.npz", tmp_path / "fer.npz"
     pack_dataset(affectnet_small, boxed, 48, 1, margin=0.1, cache_dir=tmp_path)
     pack_dataset(fer_small, plain, 48, 1, margin=0.1, cache_dir=tmp_path)
-    check_pack_margin(boxed, 0.1)
-    check_pack_margin(plain, 0.0)  # no boxes: the margin cut nothing
+    load_dataset(boxed, crop=CropSpec(48, 1, margin=0.1))
+    load_dataset(plain, crop=CropSpec(48, 1, margin=0.0))  # no boxes: the margin cut nothing
+    load_dataset(boxed)  # no crop spec asked for: the faces as packed (e.g. to read the class names)
     with pytest.raises(DatasetError, match="aff.npz: faces were cut from their boxes with margin 0.1, but the crop spec asks for 0"):
-        check_pack_margin(boxed, 0.0)
+        load_dataset(boxed, crop=CropSpec(48, 1, margin=0.0))
     run = CliRunner().invoke(app, ["train", "--data", str(boxed), "--margin", "0", "--epochs", "1", "--out", str(tmp_path / "run")])
     assert run.exit_code == 2 and "repack with `emolens data pack … --margin 0`" in run.output, run.output
 

@@ -63,7 +63,7 @@ def load_dataset(
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     fmt = get_format(detect_format(path) if format == "auto" else format)
-    options = ReadOptions(crop or CropSpec(margin=box_margin, square=box_square), split_ratios, seed)
+    options = ReadOptions(crop or CropSpec(margin=box_margin, square=box_square), split_ratios, seed, for_model=crop is not None)
     classes, splits, name = fmt.read(path, options)
     if selection is not None and not selection.is_identity:
         classes, splits = _apply_selection(classes, splits, selection)

@@ -34,8 +34,8 @@ def pack_dataset(
 
     Faces are cut with ``margin`` (box datasets) and resized to size×size×channels without
     contrast normalisation, which the training run applies as its crop spec says. The pack
-    records the margin and whether boxes were cut, so that a run with another margin is refused
-    (:func:`emolens.data.formats.packed.check_pack_margin`).
+    records the margin and whether boxes were cut, so that a run or model with another margin is
+    refused (``load_dataset(pack, crop=...)``).
     """
     dataset = load_dataset(data, format=format, selection=selection, box_margin=margin)
     arrays: dict[str, np.ndarray] = {

@@ -32,7 +32,6 @@ import numpy as np
 
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
-from emolens.data.formats.packed import check_pack_margin
 from emolens.errors import DatasetError
 from emolens.labels import ClassSelection, canonical_or_none
 from emolens.preprocess import CropSpec
@@ -175,7 +174,6 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
     """Decode one source's train and validation splits with targets over the run's ``classes``
     (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does);
     ``holdout`` = (K, N) leaves fold K of N of the training images out."""
-    check_pack_margin(spec.path, crop.margin)
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )

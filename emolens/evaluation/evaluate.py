@@ -15,7 +15,6 @@ import numpy as np
 from emolens.age import age_metrics, is_age_model, parse_utkface_name, predicted_age
 from emolens.boxes import box_iou, from_yolo
 from emolens.data import load_arrays, load_dataset
-from emolens.data.formats.packed import check_pack_margin
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error, fit_temperature, rescale
 from emolens.evaluation.plots import plot_age_scatter, plot_confusion_matrix
 from emolens.evaluation.predictors import load_predictor
@@ -174,7 +173,6 @@ def evaluate_model(
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     predictor = load_predictor(model, device)
-    check_pack_margin(data, predictor.crop.margin)
     dataset = load_dataset(data, format=format, crop=predictor.crop)
     split_name = split or next((s for s in DEFAULT_SPLITS if s in dataset.splits), None)
     if split_name is None:

@@ -23,7 +23,6 @@ import numpy as np
 from emolens.age import AGE_CLASSES, is_age_model, predicted_age
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
-from emolens.data.formats.packed import check_pack_margin
 from emolens.data.sources import VAL_SPLITS, SourceSpec, in_fold, plurality, read_votes, union_classes, vote_matrix
 from emolens.evaluation.evaluate import predict_tta
 from emolens.evaluation.predictors import load_predictor
@@ -127,11 +126,8 @@ def save_teacher_outputs(
                     "holdout": [f"{h[0]}/{h[1]}" if h else None for h in holdouts], "train": {}, "val": {}}
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
-        margins = {p.crop.margin for p in predictors}
-        for m in margins:
-            check_pack_margin(spec.path, m)
-        by_margin = {  # box datasets are cut with each teacher's margin
-            m: load_dataset(spec.path, format=spec.format, selection=selection, box_margin=m) for m in margins
+        by_margin = {  # box datasets are cut with each teacher's crop spec
+            p.crop.margin: load_dataset(spec.path, format=spec.format, selection=selection, crop=p.crop) for p in predictors
         }
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None

@@ -13,25 +13,6 @@ from emolens.data.splits import SPLITS, ArraySplit, Split
 from emolens.errors import DatasetError
 
 
-def check_pack_margin(path: str | Path, margin: float) -> None:
-    """Refuse a pack whose faces were cut from boxes with another margin than ``margin`` (the
-    run's or model's crop spec): its faces would be framed unlike the ones the spec describes.
-    Anything that is not such a pack (folders, packs of box-less datasets, older packs) passes."""
-    path = Path(path)
-    if not (path.is_file() and path.suffix.lower() == ".npz"):
-        return
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "boxes" not in z.files or not bool(z["boxes"]):
-                return
-            packed = float(z["margin"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return  # not a readable pack: the reader reports it
-    if abs(packed - margin) > 1e-6:
-        raise DatasetError(f"{path}: faces were cut from their boxes with margin {packed:g}, but the crop spec asks for "
-                           f"{margin:g}; repack with `emolens data pack … --margin {margin:g}` or train with --margin {packed:g}")
-
-
 @register_format("packed", detect={10: lambda path: path.is_file() and path.suffix.lower() == ".npz"})
 def read_packed(path: Path, options: ReadOptions) -> Layout:
     """The packed name, classes and splits (see :mod:`emolens.data.pack`)."""
@@ -40,6 +21,14 @@ def read_packed(path: Path, options: ReadOptions) -> Layout:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DatasetError(f"{path}: cannot read packed dataset ({e}); expected an .npz written by `emolens data pack`") from e
+    if options.for_model and "boxes" in arrays and bool(arrays["boxes"]):  # older packs do not say
+        packed = float(arrays["margin"])
+        if abs(packed - options.crop.margin) > 1e-6:
+            raise DatasetError(
+                f"{path}: faces were cut from their boxes with margin {packed:g}, but the crop spec asks for "
+                f"{options.crop.margin:g}; repack with `emolens data pack … --margin {options.crop.margin:g}` "
+                f"or train with --margin {packed:g}"
+            )
     try:
         classes = [str(c) for c in arrays["classes"]]
         name = str(arrays["name"])

@@ -28,11 +28,14 @@ LAYOUTS_HELP = (
 @dataclass
 class ReadOptions:
     """What a reader may use besides the path: the model's crop spec (``margin`` and ``square``
-    cut box datasets), the seeded split of unsplit layouts, and the list that collects warnings."""
+    cut box datasets), the seeded split of unsplit layouts, and the list that collects warnings.
+    ``for_model``: the crop spec is a run's or model's (``load_dataset(crop=...)``), so faces cut
+    beforehand (packs) must have been cut with its margin."""
 
     crop: CropSpec = field(default_factory=lambda: CropSpec(margin=0.0))
     split_ratios: Sequence[float] = (0.8, 0.1, 0.1)
     seed: int = 0
+    for_model: bool = False
     issues: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
