@@ -29,8 +29,11 @@ start() {
   local skip
   skip=(--exclude=./.git --exclude=./.gpu --exclude=./.cache --exclude=./.venv --exclude=./runs --exclude=./reports)
   tar cf - "${skip[@]}" . | tar xf - -C "$work/repo"
-  (cd "$work/repo" && PYTHONUNBUFFERED=1 setsid nohup bash scripts/gpu_teachers.sh "$work/out" "$@" \
-    >"$work/lease.log" 2>&1 </dev/null & echo $! >"$work/lease.pid")
+  # only the detached command goes to the background: `cd … && cmd &` would background a subshell
+  # that keeps this call's stdout open until the lease ends, so the call would not return
+  (cd "$work/repo" || exit 1
+   PYTHONUNBUFFERED=1 setsid nohup bash scripts/gpu_teachers.sh "$work/out" "$@" >"$work/lease.log" 2>&1 </dev/null &
+   echo $! >"$work/lease.pid")
   echo "started gpu_teachers.sh (pid $(cat "$work/lease.pid")); log: $work/lease.log"
 }
 

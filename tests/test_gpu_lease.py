@@ -36,9 +36,9 @@ def test_start_wait_collect(fer_small: Path, tmp_path: Path):
     work, out = tmp_path / "work", tmp_path / "out"
     teacher = "a|mini-xception --holdout 0/2 --workers 1 --batch-size 32"
     # the budget covers a slow machine: the two-epoch timing run and torch's start-up come out of it
-    started = lease("start", work, 30, fer_small, fer_small, teacher)
+    started = lease("start", work, 20, fer_small, fer_small, teacher, timeout=10)  # returns at once
     assert started.returncode == 0, started.stderr
-    again = lease("start", work, 30, fer_small, fer_small, teacher)
+    again = lease("start", work, 20, fer_small, fer_small, teacher)
     assert again.returncode == 1 and "already running" in again.stderr
     waited = lease("wait", work, 240, timeout=300)
     assert "teacher outputs written" in waited.stdout, waited.stdout + (work / "lease.log").read_text()
