@@ -72,12 +72,12 @@ def main() -> None:
             detected = detector.detect(scene)
             if detected:
                 found.append(i)
-                boxes.append(max(detected, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).box)
+                boxes.append(max(detected, key=lambda d: d.area).box)
         idx = np.array(found, int)
         rel = (np.array(boxes, float).reshape(-1, 4) - PAD) / SIDE  # x1, y1, x2, y2 in face-image units
         entry = {
             "found": len(idx),
-            "box_side_median": float(np.median(np.maximum(rel[:, 2] - rel[:, 0], rel[:, 3] - rel[:, 1]))),
+            "box_side_median": float(np.median(_sides(rel))),
             "box_centre_median": [float(np.median((rel[:, 0] + rel[:, 2]) / 2)), float(np.median((rel[:, 1] + rel[:, 3]) / 2))],
             "dataset_crops_same_faces": score(own[idx], idx),
         }
@@ -99,10 +99,14 @@ def _versus(reference: dict[int, np.ndarray], other: dict[int, np.ndarray]) -> d
     if not both:
         return {"faces": 0}
     a, b = np.stack([reference[i] for i in both]), np.stack([other[i] for i in both])
-    side_a, side_b = np.maximum(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]), np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-    shift = ((b[:, :2] + b[:, 2:]) - (a[:, :2] + a[:, 2:])) / 2 / side_a[:, None]
-    return {"faces": len(both), "side_ratio_median": float(np.median(side_b / side_a)),
+    shift = ((b[:, :2] + b[:, 2:]) - (a[:, :2] + a[:, 2:])) / 2 / _sides(a)[:, None]
+    return {"faces": len(both), "side_ratio_median": float(np.median(_sides(b) / _sides(a))),
             "centre_offset_median": [float(v) for v in np.median(shift, axis=0)]}
+
+
+def _sides(boxes: np.ndarray) -> np.ndarray:
+    """The side of the square crop each N×4 (x1, y1, x2, y2) box becomes: its longer edge."""
+    return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

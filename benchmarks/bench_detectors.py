@@ -160,7 +160,7 @@ def muxspace_scores(det, images: list[tuple[np.ndarray, str]], classifier) -> di
             continue
         scored += 1
         if found:
-            box = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).box
+            box = max(found, key=lambda d: d.area).box
             probs = classifier.classify_faces(rgb, [box])[0]
             correct += classifier.classes[int(np.argmax(probs))] == label
     return {"muxspace_recall": round(hits / len(images), 4), "muxspace_ms": round(elapsed / len(images) * 1000, 2),

@@ -100,7 +100,7 @@ def _detected_faces(split, predictor: Predictor, detector: str, align: bool = Fa
         if not found:
             missing[i] = True
             continue
-        face = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        face = max(found, key=lambda d: d.area)
         faces[i] = crop_face(rgb, tuple(map(float, face.box)), spec, eyes=face.eyes if align else None)
     return Samples(faces, np.asarray(split.labels), missing, np.asarray([split.key(i) for i in range(len(paths))]))
 

@@ -126,8 +126,9 @@ def save_teacher_outputs(
                     "holdout": [f"{h[0]}/{h[1]}" if h else None for h in holdouts], "train": {}, "val": {}}
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
-        by_margin = {  # box datasets are cut with each teacher's crop spec
-            p.crop.margin: load_dataset(spec.path, format=spec.format, selection=selection, crop=p.crop) for p in predictors
+        crops = {p.crop.margin: p.crop for p in predictors}  # box datasets are cut with each teacher's crop spec
+        by_margin = {
+            m: load_dataset(spec.path, format=spec.format, selection=selection, crop=c) for m, c in crops.items()
         }
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None

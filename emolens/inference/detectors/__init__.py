@@ -39,6 +39,11 @@ class Detection:
     landmark_names: tuple[str, ...] = ()
 
     @property
+    def area(self) -> int:
+        """The box's area in pixels (the largest face is what single-face tools keep)."""
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    @property
     def eyes(self) -> np.ndarray | None:
         """2×2 pixel (x, y) of the person's right then left eye, or None without eye landmarks."""
         if self.landmarks is None or not {"right_eye", "left_eye"} <= set(self.landmark_names):
