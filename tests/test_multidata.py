@@ -56,6 +56,9 @@ def test_source_spec_parse():
         SourceSpec.parse("data/fer,weight=lots")
     with pytest.raises(ValueError, match="label_mix"):
         SourceSpec.parse("data/fer,label_mix=2")
+    assert SourceSpec.parse("data/aff,margin=-0.095").margin == -0.095 and SourceSpec.parse("data/aff").margin is None
+    with pytest.raises(ValueError, match="margin must be in"):
+        SourceSpec.parse("data/aff,margin=-0.6")
 
 
 def test_vote_targets_and_masks(fer_small, votes, tmp_path):
@@ -186,11 +189,18 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
     result = runner.invoke(app, ["teach", str(tmp_path / "teacher"), "--data", fer, "--out", str(fer_only),
                                  "--tta", "none", "--cache-dir", cache])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", "--data", fer, "--data", str(affectnet_small), "--teacher", str(outputs),
+    # A second copy of AffectNet cut tighter (its own margin, renamed) finds the teacher outputs of its dataset.
+    tight = load_source(SourceSpec.parse(f"{affectnet_small},margin=-0.1,name=aff-tight"), EIGHT,
+                        CropSpec(48, 1, contrast="equalize"), cache_dir=Path(cache))
+    assert (tight.name, tight.dataset_name) == ("aff-tight", "affectnet-yolo")
+    assert np.array_equal(tight.train_keys, src.train_keys) and not np.array_equal(tight.train_images, src.train_images)
+    result = runner.invoke(app, ["train", "--data", fer, "--data", str(affectnet_small), "--data",
+                                 f"{affectnet_small},margin=-0.1,name=aff-tight", "--teacher", str(outputs),
                                  "--teacher", str(fer_only), "--distill-weight", "0.7", "--out",
                                  str(tmp_path / "student"), *common])
     assert result.exit_code == 0, result.output
     assert "160 of 160 affectnet-yolo training images matched" in result.output
+    assert "160 of 160 aff-tight training images matched" in result.output
     assert json.loads((tmp_path / "student" / "config.json").read_text())["teacher"] == [str(outputs), str(fer_only)]
     with pytest.raises(ValueError, match="teacher members"):
         load_teacher_outputs(outputs, EIGHT, members="3")

@@ -9,7 +9,10 @@ A training source is written ``PATH[,key=value...]`` (repeatable ``--data``), ke
   one column per emotion, extra columns such as ``unknown``/``nf`` ignored);
   ``label_mix``: the share of the dataset's own label in the target when votes exist
   (target = label_mix × one-hot + (1 − label_mix) × vote distribution);
-- ``keep``/``drop``/``merge``: class selection for this source (``+`` separates names in a list).
+- ``keep``/``drop``/``merge``: class selection for this source (``+`` separates names in a list);
+- ``margin``: the face-box margin for this source's boxes (box layouts such as YOLO; default the
+  run's ``--margin``), e.g. a second copy of a box dataset cut at another framing. A renamed copy
+  (``name=``) finds teacher outputs saved under its dataset's own name.
 
 A run may hold out one fold of every source's training images (``holdout="K/N"``, see
 :func:`in_fold`): teachers trained without fold K label exactly those images in ``emolens teach``,
@@ -25,7 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +55,15 @@ class SourceSpec:
     keep: str | None = None
     drop: str | None = None
     merge: str | None = None
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
             raise ValueError(f"--data {self.path}: weight must be positive, got {self.weight}")
         if not 0.0 <= self.label_mix <= 1.0:
             raise ValueError(f"--data {self.path}: label_mix must be in [0, 1], got {self.label_mix}")
+        if self.margin is not None and not -0.4 <= self.margin <= 1.0:
+            raise ValueError(f"--data {self.path}: margin must be in [-0.4, 1], got {self.margin}")
 
     @classmethod
     def parse(cls, text: str) -> SourceSpec:
@@ -70,7 +76,7 @@ class SourceSpec:
             key = key.strip()
             if not sep or key not in known:
                 raise ValueError(f"--data {text!r}: option {option!r} is not KEY=VALUE with KEY one of {', '.join(known)}")
-            if key in ("weight", "label_mix"):
+            if key in ("weight", "label_mix", "margin"):
                 try:
                     values[key] = float(value)
                 except ValueError:
@@ -85,6 +91,7 @@ class SourceData:
     """One source's decoded training and validation data over the run's classes."""
 
     name: str
+    dataset_name: str  # the dataset's own name (teacher outputs saved before a rename)
     classes: list[str]  # the dataset's own classes
     mask: np.ndarray  # bool K: the run's classes this source defines
     train_images: np.ndarray
@@ -174,6 +181,8 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
     """Decode one source's train and validation splits with targets over the run's ``classes``
     (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does);
     ``holdout`` = (K, N) leaves fold K of N of the training images out."""
+    if spec.margin is not None:
+        crop = replace(crop, margin=spec.margin)
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )
@@ -215,7 +224,7 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
         notes.append(f"fold {holdout[0]}/{holdout[1]} held out: trains on {keep.sum()} of {len(keep)}")
         x_train, targets, k_train = x_train[keep], targets[keep], k_train[keep]
     return SourceData(
-        name=spec.name or dataset.name, classes=list(dataset.classes), mask=mask,
+        name=spec.name or dataset.name, dataset_name=dataset.name, classes=list(dataset.classes), mask=mask,
         train_images=x_train, train_targets=targets, train_keys=k_train,
         val_name=val_name, val_images=x_val, val_labels=to_run[y_val], val_vote_labels=val_votes,
         weight=spec.weight, notes=notes,

@@ -15,7 +15,7 @@ ensemble's validation accuracy per source, and their accuracy on the training im
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +126,8 @@ def save_teacher_outputs(
                     "holdout": [f"{h[0]}/{h[1]}" if h else None for h in holdouts], "train": {}, "val": {}}
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
-        crops = {p.crop.margin: p.crop for p in predictors}  # box datasets are cut with each teacher's crop spec
+        # box datasets are cut with each teacher's crop spec, or at the source's own margin= where given
+        crops = {p.crop.margin: p.crop if spec.margin is None else replace(p.crop, margin=spec.margin) for p in predictors}
         by_margin = {
             m: load_dataset(spec.path, format=spec.format, selection=selection, crop=c) for m, c in crops.items()
         }
