@@ -29,6 +29,7 @@ from emolens.data.sources import (  # noqa: E402
     source_classes,
     union_classes,
 )
+from emolens.evaluation.predictors import load_predictor  # noqa: E402
 from emolens.models.checkpoint import load_model  # noqa: E402
 from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 from emolens.training.config import TrainConfig  # noqa: E402
@@ -194,6 +195,12 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
                         CropSpec(48, 1, contrast="equalize"), cache_dir=Path(cache))
     assert (tight.name, tight.dataset_name) == ("aff-tight", "affectnet-yolo")
     assert np.array_equal(tight.train_keys, src.train_keys) and not np.array_equal(tight.train_images, src.train_images)
+    tight_out = tmp_path / "tight-teacher.npz"  # `teach` cuts the copy at its own margin too
+    result = runner.invoke(app, ["teach", str(tmp_path / "teacher"), "--data", f"{affectnet_small},margin=-0.1,name=aff-tight",
+                                 "--out", str(tight_out), "--tta", "none", "--cache-dir", cache])
+    assert result.exit_code == 0, result.output
+    expected = load_predictor(tmp_path / "teacher").predict_proba(tight.train_images)
+    assert np.allclose(load_teacher_outputs(tight_out, EIGHT).lookup("aff-tight", tight.train_keys), expected, atol=2e-3)
     result = runner.invoke(app, ["train", "--data", fer, "--data", str(affectnet_small), "--data",
                                  f"{affectnet_small},margin=-0.1,name=aff-tight", "--teacher", str(outputs),
                                  "--teacher", str(fer_only), "--distill-weight", "0.7", "--out",
