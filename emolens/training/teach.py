@@ -40,11 +40,14 @@ class TeacherOutputs:
     index: dict[str, int]
     probs: np.ndarray  # float32 N×K over ``classes``
 
-    def lookup(self, source: str, keys: Sequence[str]) -> np.ndarray:
-        """Probabilities for ``keys`` of ``source`` (N×K); NaN rows where the file has none."""
+    def lookup(self, source: str | Sequence[str], keys: Sequence[str]) -> np.ndarray:
+        """Probabilities for ``keys`` of ``source`` (N×K); NaN rows where the file has none. Several
+        source names: each key under the first name the file holds it by (a renamed source's own
+        name, then its dataset's)."""
+        names = [source] if isinstance(source, str) else list(source)
         out = np.full((len(keys), len(self.classes)), np.nan, np.float32)
         for i, key in enumerate(keys):
-            j = self.index.get(f"{source}/{key}")
+            j = next((j for name in names if (j := self.index.get(f"{name}/{key}")) is not None), None)
             if j is not None:
                 out[i] = self.probs[j]
         return out
@@ -127,15 +130,16 @@ def save_teacher_outputs(
     for spec in sources:
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
         # box datasets are cut with each teacher's crop spec, or at the source's own margin= where given
-        crops = {p.crop.margin: p.crop if spec.margin is None else replace(p.crop, margin=spec.margin) for p in predictors}
+        margins = [p.crop.margin if spec.margin is None else spec.margin for p in predictors]
         by_margin = {
-            m: load_dataset(spec.path, format=spec.format, selection=selection, crop=c) for m, c in crops.items()
+            m: load_dataset(spec.path, format=spec.format, selection=selection, crop=replace(p.crop, margin=m))
+            for m, p in zip(margins, predictors)
         }
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None
             split_probs = []
-            for predictor, holdout in zip(predictors, holdouts):
-                dataset = by_margin[predictor.crop.margin]
+            for predictor, holdout, margin in zip(predictors, holdouts, margins):
+                dataset = by_margin[margin]
                 if split_name not in dataset.splits:
                     break
                 crop = predictor.crop

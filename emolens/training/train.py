@@ -120,10 +120,7 @@ def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceD
     files = [load_teacher_outputs(path, classes, members=cfg.teacher_members) for path in cfg.teacher or []]
     mixed = []
     for src, own in zip(sources, targets, strict=True):
-        probs = mean_of_members(np.stack([f.lookup(src.name, src.train_keys) for f in files]))
-        if src.name != src.dataset_name:
-            missing = np.isnan(probs[:, 0])
-            probs[missing] = mean_of_members(np.stack([f.lookup(src.dataset_name, src.train_keys[missing]) for f in files]))
+        probs = mean_of_members(np.stack([f.lookup((src.name, src.dataset_name), src.train_keys) for f in files]))
         log(f"teacher outputs: {int((~np.isnan(probs[:, 0])).sum())} of {len(probs)} {src.name} training images matched "
             f"(distill weight {cfg.distill_weight})")
         mixed.append(mix_targets(own, probs, cfg.distill_weight))
