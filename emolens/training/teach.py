@@ -131,10 +131,8 @@ def save_teacher_outputs(
         selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
         # box datasets are cut with each teacher's crop spec, or at the source's own margin= where given
         margins = [p.crop.margin if spec.margin is None else spec.margin for p in predictors]
-        by_margin = {
-            m: load_dataset(spec.path, format=spec.format, selection=selection, crop=replace(p.crop, margin=m))
-            for m, p in zip(margins, predictors)
-        }
+        cuts = {m: replace(p.crop, margin=m) for m, p in zip(margins, predictors)}  # one load per distinct margin
+        by_margin = {m: load_dataset(spec.path, format=spec.format, selection=selection, crop=c) for m, c in cuts.items()}
         for split_name in ("train", *VAL_SPLITS):
             keys = labels = None
             split_probs = []
