@@ -12,7 +12,7 @@ from emolens.models import create_model, list_models, register_model  # noqa: E4
 from emolens.models.checkpoint import init_from  # noqa: E402
 from emolens.preprocess import normalize  # noqa: E402
 
-NAMES = ["efficientnet-b0", "mini-xception", "mini-xception-wide", "mini-xception-xl", "mobilenetv2", "resnet18", "seed-cnn", "vgg48"]
+NAMES = ["efficientnet-b0", "mini-xception", "mini-xception-wide", "mini-xception-xl", "mobilenetv2", "resnet10-small", "resnet10-tiny", "resnet18", "seed-cnn", "vgg48"]
 
 
 def test_registry_lists_every_family():
@@ -45,6 +45,15 @@ def test_standard_layouts_match_torchvision(name, params):
         "efficientnet-b0": "features.6.3.block.2.fc2.bias",
     }[name]
     assert expected in keys
+
+
+@pytest.mark.parametrize(("name", "width", "params"), [("resnet10-small", 32, 1_227_880), ("resnet10-tiny", 16, 308_280)])
+def test_resnet10_students_are_one_block_per_stage(name, width, params):
+    model = create_model(name, 8)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model.conv1.stride == (2, 2) and model.conv1.out_channels == width and model.fc.in_features == 8 * width
+    assert [len(getattr(model, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 8)
 
 
 def test_seed_cnn_is_exactly_the_specified_network():
@@ -82,7 +91,7 @@ def _batch(faces, size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]
 def test_each_model_learns_real_faces(name, faces):
     """A few Adam steps on one batch of real faces lower the loss (small inputs keep big models quick)."""
     torch.manual_seed(0)
-    big = name not in ("mini-xception", "mini-xception-wide", "mini-xception-xl", "vgg48")
+    big = name not in ("mini-xception", "mini-xception-wide", "mini-xception-xl", "resnet10-small", "resnet10-tiny", "vgg48")
     size = 32 if big else 48
     channels = 3 if big else 1
     model = create_model(name, 7, input_size=size, channels=channels)
