@@ -79,7 +79,9 @@ def resnet18(num_classes: int, input_size: int, channels: int) -> nn.Module:
 
 def _resnet10(num_classes: int, input_size: int, channels: int, width: int) -> nn.Module:
     widths = (width, 2 * width, 4 * width, 8 * width)
-    return ResNet(num_classes, channels, small_input=input_size <= SMALL_INPUT, widths=widths, blocks=(1, 1, 1, 1), small_stride=2)
+    return ResNet(
+        num_classes, channels, small_input=input_size <= SMALL_INPUT, widths=widths, blocks=(1, 1, 1, 1), small_stride=2
+    )
 
 
 @register_model(
