@@ -2,8 +2,8 @@
 small faces: inputs of 64 px or less get a 3×3 stem and no initial max-pool.
 
 ``resnet10-small`` and ``resnet10-tiny`` are CPU students: one block per stage at half and a quarter
-of ResNet-18's width, stride-2 stem. Their dense 3×3 convolutions run as fast in ONNX Runtime as
-mini-Xception's depthwise ones with a sixth of the parameters, and train 2-3× faster in PyTorch."""
+of ResNet-18's width, stride-2 stem. Built of dense 3×3 convolutions, they run as fast in ONNX
+Runtime as mini-Xception networks of a sixth of their parameters and train 2-3× faster in PyTorch."""
 
 from __future__ import annotations
 
