@@ -27,5 +27,9 @@ class ImageReadError(DatasetError, InputError):
     """An image file of a dataset that cannot be read or decoded (a dataset error and an input error)."""
 
 
+class ModelError(EmolensError):
+    """A model, checkpoint or weights file that cannot be used as asked (missing, unknown, wrong shape)."""
+
+
 class DatasetWarning(UserWarning):
     """Something skipped while reading a dataset (counted and named, never silent)."""
