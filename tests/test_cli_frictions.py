@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from emolens.apps.cli import app
 from emolens.apps.live import WindowLoop
-from emolens.inference.video import iter_frames, open_capture
+from emolens.inference.capture import iter_frames, open_capture
 from emolens.progress import Tracked, progress
 
 REPO = Path(__file__).resolve().parents[1]

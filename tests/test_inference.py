@@ -25,12 +25,15 @@ from PIL import Image
 import emolens
 from emolens.errors import InputError
 from emolens.images import load_image
+from emolens.inference.capture import Prefetch, iter_frames
 from emolens.inference.classifier import EmotionClassifier, list_bundled_models
+from emolens.inference.encoding import VideoWriter
 from emolens.inference.recognizer import Recognizer
+from emolens.inference.report import write_video_outputs
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.stream import StreamAnalyzer
 from emolens.inference.tracking import FaceTracker
-from emolens.inference.video import Prefetch, VideoWriter, analyze_video, iter_frames, write_video_outputs
+from emolens.inference.video import analyze_video
 
 
 @pytest.fixture(scope="module")
@@ -357,3 +360,16 @@ def test_bundled_default_model_sees_the_smile_grow(media):
     happy = [r["p_happy"] for r in video.timeline]
     assert np.mean(happy[-15:]) > np.mean(happy[:15]) + 0.2
     assert video.summary()[0]["share"]["happy"] > 0
+
+
+@pytest.mark.parametrize("clip", ["pyfeat_single_face.mp4", "pyfeat_no_face.mp4"])  # MP3 and AAC sound
+def test_annotated_video_keeps_the_sources_audio(rec, media, tmp_path, clip):
+    """The annotated video carries the source's audio track, cut to the frames written."""
+    av = pytest.importorskip("av")
+    video = analyze_video(rec, media / clip, annotate_to=tmp_path / "a.mp4", max_frames=30)
+    with av.open(str(tmp_path / "a.mp4")) as out, av.open(str(media / clip)) as src:
+        assert [s.type for s in out.streams] == ["video", "audio"]
+        assert out.streams.audio[0].codec_context.name == src.streams.audio[0].codec_context.name
+        video_s = float(out.streams.video[0].duration * out.streams.video[0].time_base)
+        audio_s = float(out.streams.audio[0].duration * out.streams.audio[0].time_base)
+    assert video_s == pytest.approx(30 / video.fps, abs=0.05) and audio_s == pytest.approx(video_s, abs=0.1)

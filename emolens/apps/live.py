@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 
 from emolens.errors import InputError
-from emolens.inference.annotate import save_image
+from emolens.inference.annotate import draw_fps, save_image
+from emolens.inference.capture import is_camera, is_realtime
 from emolens.inference.recognizer import Recognizer
+from emolens.inference.report import write_video_outputs
 from emolens.inference.results import FaceResult, VideoResult
 from emolens.inference.tracking import DEFAULT_SMOOTHING
-from emolens.inference.video import analyze_video, is_camera, is_realtime, write_video_outputs
+from emolens.inference.video import analyze_video
 
 WINDOW = "emolens live (q quits, s saves a snapshot)"
 
@@ -104,7 +106,7 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     In a window a video file plays at its own frame rate (``fast=True``: as fast as frames are
     processed) and, when it ends, its last frame stays until the user quits. Headless runs
     (``window=False``) go flat out and need ``out_dir``: they write ``<stem>.mp4`` (annotated) and
-    the timeline files of :func:`~emolens.inference.video.write_video_outputs` there.
+    the timeline files of :func:`~emolens.inference.report.write_video_outputs` there.
     """
     if not window and out_dir is None:
         raise ValueError("a headless run (no window) needs an output folder for the annotated video and timeline")
@@ -116,7 +118,7 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
         start = time.perf_counter()
         result = analyze_video(recognizer, source, annotate_to=out / f"{stem}.mp4" if out else None,
                                detect_every=detect_every, smoothing=smoothing, max_frames=max_frames,
-                               max_seconds=max_seconds, show_fps=True, on_frame=screen, paced=window and not fast)
+                               max_seconds=max_seconds, on_frame=screen, paced=window and not fast)
         wall = time.perf_counter() - start
         outputs = write_video_outputs(result, out, stem) if out else {}
         if out:
@@ -132,8 +134,26 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     return LiveRun(result, outputs, wall)
 
 
+class FpsMeter:
+    """Frames per second of the processing loop, exponentially smoothed."""
+
+    def __init__(self, smoothing: float = 0.9):
+        self.smoothing = smoothing
+        self.fps: float | None = None
+        self._last: float | None = None
+
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        if self._last is not None and now > self._last:
+            rate = 1.0 / (now - self._last)
+            self.fps = rate if self.fps is None else self.smoothing * self.fps + (1 - self.smoothing) * rate
+        self._last = now
+        return self.fps
+
+
 class WindowLoop:
-    """The window side of the loop: shows frames, saves snapshots on ``s``, stops on ``q`` or Esc."""
+    """The window side of the loop: shows frames with the processing rate (never written to the
+    annotated file), saves snapshots on ``s``, stops on ``q`` or Esc."""
 
     def __init__(self, viewer: _CvWindow | _TkWindow, snapshot_dir: Path, stem: str):
         self.viewer = viewer
@@ -141,9 +161,12 @@ class WindowLoop:
         self.stem = stem
         self.quit = False
         self.last: tuple[np.ndarray, int] | None = None
+        self.meter = FpsMeter()
 
     def __call__(self, frame: np.ndarray, faces: list[FaceResult], index: int) -> bool:
         """Show one frame; False once the user quits."""
+        if (rate := self.meter.tick()) is not None:
+            draw_fps(frame, rate)
         self.last = (frame, index)
         self._key(self.viewer.show(frame), frame, index)
         return not self.quit

@@ -66,8 +66,8 @@ def analyze(
     from emolens.errors import InputError
     from emolens.images import IMAGE_SUFFIXES, describe
     from emolens.inference.annotate import save_image
+    from emolens.inference.capture import VIDEO_SUFFIXES
     from emolens.inference.detectors import probably_face_crop
-    from emolens.inference.video import VIDEO_SUFFIXES
     from emolens.progress import progress
 
     console = Console()
@@ -227,10 +227,30 @@ def _analyze_images(recognizer: Any, paths: list[Path], batch_size: int) -> list
             loaded.append((p, load_image(p, max_pixels=recognizer.max_pixels)))
         except InputError as e:
             outcomes[p] = e
-    results = recognizer.analyze_batch([a for _, a in loaded], batch_size=batch_size,
-                                       sources=[str(p) for p, _ in loaded])
+    try:
+        results = recognizer.analyze_batch([a for _, a in loaded], batch_size=batch_size,
+                                           sources=[str(p) for p, _ in loaded])
+    except Exception:  # noqa: BLE001  (one image the pipeline fails on must not cost the others their results)
+        results = [_analyze_one(recognizer, p, a) for p, a in loaded]
     outcomes.update({p: r for (p, _), r in zip(loaded, results)})
     return [(p, outcomes[p]) for p in paths]
+
+
+def _analyze_one(recognizer: Any, path: Path, image: Any) -> Any:
+    """``recognizer.analyze`` of one decoded image; an unexpected failure (a bug) prints its
+    traceback and becomes an InputError naming the file, so the other inputs keep their results."""
+    import traceback
+
+    from emolens.errors import InputError
+
+    try:
+        return recognizer.analyze_batch([image], sources=[str(path)])[0]
+    except InputError as e:
+        return e
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        return InputError(f"{path}: could not be analysed ({type(e).__name__}: {e}); this is a bug in emolens, "
+                          f"please report it with the file")
 
 
 def _unique(stem: str, used: set[str]) -> str:
@@ -244,7 +264,9 @@ def _unique(stem: str, used: set[str]) -> str:
 
 def _analyze_video(recognizer: Recognizer, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
                    detect_every: int, smoothing: float, console: Console) -> VideoResult:
-    from emolens.inference.video import analyze_video, frame_count, write_video_outputs
+    from emolens.inference.capture import frame_count
+    from emolens.inference.report import write_video_outputs
+    from emolens.inference.video import analyze_video
     from emolens.progress import progress
 
     with progress(path.name, frame_count(path)) as advance:
@@ -293,7 +315,7 @@ def _print_summary(console: Console, video: VideoResult) -> None:
 def _write_outputs(json_out: Path | None, csv_out: Path | None, entries: list[dict], rows: list[dict],
                    errors: list[dict], classes: tuple[str, ...]) -> None:
     from emolens.files import write_text
-    from emolens.inference.video import rows_to_csv
+    from emolens.inference.report import rows_to_csv
 
     if json_out:
         write_text(json_out, json.dumps({"results": entries, "errors": errors}, indent=1))

@@ -42,12 +42,14 @@ from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
 from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
 from emolens.errors import InputError, LimitError
+from emolens.inference.capture import VIDEO_SUFFIXES
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
 from emolens.inference.recognizer import Recognizer
+from emolens.inference.report import summary_csv, timeline_csv, timeline_png
 from emolens.inference.stream import StreamAnalyzer, check_detect_every
 from emolens.inference.tracking import DEFAULT_SMOOTHING, check_smoothing
-from emolens.inference.video import VIDEO_SUFFIXES, analyze_video, summary_csv, timeline_csv, timeline_png
+from emolens.inference.video import analyze_video
 from emolens.limits import WEB_MAX_PIXELS
 
 if TYPE_CHECKING:
