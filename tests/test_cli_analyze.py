@@ -170,3 +170,30 @@ def test_annotate_decodes_each_image_once_and_matches_result_annotated(media, tm
     mine = save_image(result.annotated(color="bgr"), tmp_path / "mine.jpg")
     assert mine.read_bytes() == (tmp_path / "ann" / "pyfeat_multi_face.jpg").read_bytes()
     assert (result.annotated() == result.annotated(color="bgr")[:, :, ::-1]).all()
+
+
+def test_a_repeated_input_is_analysed_once_and_costs_no_output(media, tmp_path):
+    """The README's pattern, a photo plus the folder that holds it, with --annotate: each file is
+    analysed once and every output is written (it used to exit 2 with no JSON or CSV)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = shutil.copy(media / "pyfeat_multi_face.jpg", folder / "group.jpg")
+    shutil.copy(media / "pyfeat_no_face.mp4", folder / "clip.mp4")
+    out = tmp_path / "out"
+    r = run("analyze", photo, folder, photo, "--model", model_path(), "--json", out / "r.json",
+            "--csv", out / "r.csv", "--annotate", out / "ann")
+    assert r.exit_code == 0, r.output
+    assert "2 analysed, 0 failed" in r.output
+    data = json.loads((out / "r.json").read_text())
+    assert [Path(e["source"]).name for e in data["results"]] == ["group.jpg", "clip.mp4"]
+    assert sorted(p.name for p in (out / "ann").glob("*.*")) == [
+        "clip.json", "clip.mp4", "clip.summary.csv", "clip.timeline.csv", "clip.timeline.png", "group.jpg"]
+    assert f"video: {out / 'ann' / 'clip.mp4'}" in r.output.replace("\n", "")  # the annotated video is listed
+    header = (out / "r.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["source", "kind", "frame", "time_s", "face_id"] and header[-1].startswith("p_")
+
+
+def test_a_missing_file_is_one_clear_error(tmp_path):
+    r = run("analyze", tmp_path / "missing.jpg", "--model", model_path())
+    assert r.exit_code == 1
+    assert "missing.jpg: no such file or folder" in r.output and "nothing to analyse" not in r.output

@@ -64,6 +64,19 @@ class FaceResult:
             out["age"] = round(float(self.age), 1)
         return out
 
+    def to_row(self) -> dict[str, Any]:
+        """One flat row (for CSV and DataFrames) in the order of :meth:`columns`."""
+        d = self.to_dict()
+        return {"face_id": d["face_id"], **d["box"], "score": d["score"], "emotion": d["emotion"],
+                "confidence": d["confidence"], **({"age": d["age"]} if "age" in d else {}),
+                **{f"p_{k}": v for k, v in d["probabilities"].items()}}
+
+    @staticmethod
+    def columns(classes: tuple[str, ...] | list[str], age: bool = False) -> list[str]:
+        """The columns of :meth:`to_row` for faces over ``classes`` (``age`` when it was estimated)."""
+        return ["face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence", *(["age"] if age else []),
+                *(f"p_{c}" for c in classes)]
+
 
 @dataclass
 class ImageResult:
@@ -105,15 +118,8 @@ class ImageResult:
         }
 
     def to_rows(self) -> list[dict[str, Any]]:
-        """One flat row per face (for CSV and DataFrames)."""
-        rows = []
-        for f in self.faces:
-            d = f.to_dict()
-            row = {"source": self.source, "face_id": d["face_id"], **d["box"], "score": d["score"],
-                   "emotion": d["emotion"], "confidence": d["confidence"], **({"age": d["age"]} if "age" in d else {})}
-            row.update({f"p_{k}": v for k, v in d["probabilities"].items()})
-            rows.append(row)
-        return rows
+        """One flat row per face (for CSV and DataFrames): ``source`` and :meth:`FaceResult.to_row`."""
+        return [{"source": self.source, **f.to_row()} for f in self.faces]
 
     def to_dataframe(self) -> Any:
         """:meth:`to_rows` as a pandas DataFrame (the ``[pandas]`` extra)."""
@@ -145,9 +151,7 @@ class VideoResult:
         """Record one analysed frame."""
         self.frames = max(self.frames, frame + 1)
         self.processed += 1
-        for row in ImageResult(self.source, self.width, self.height, faces).to_rows():
-            del row["source"]
-            self.timeline.append({"time_s": round(time_s, 4), "frame": frame, **row})
+        self.timeline += [{"time_s": round(time_s, 4), "frame": frame, **f.to_row()} for f in faces]
 
     def summary(self) -> list[dict[str, Any]]:
         """Per face: frames seen, seconds, share of frames in each top emotion, dominant emotion,
@@ -184,6 +188,4 @@ class VideoResult:
 
     def columns(self) -> list[str]:
         """The timeline's columns in order (``age`` only when the rows carry it)."""
-        age = ["age"] if any("age" in r for r in self.timeline) else []
-        return ["time_s", "frame", "face_id", "x1", "y1", "x2", "y2", "score", "emotion", "confidence", *age,
-                *(f"p_{c}" for c in self.classes)]
+        return ["time_s", "frame", *FaceResult.columns(self.classes, any("age" in r for r in self.timeline))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,33 +59,112 @@ def analyze(
     Each video also writes <stem>.timeline.csv, <stem>.json (per-face summary + timeline),
     <stem>.summary.csv and <stem>.timeline.png (and the annotated <stem>.mp4 with --annotate) into
     the --annotate folder, else the folder of --json, else of --csv. Unreadable inputs are reported
-    and skipped; the exit code is then 1.
+    and skipped; the exit code is then 1. A file given twice (also through its folder) is analysed once.
     """
     from rich.console import Console
 
-    from emolens.apps.cli import error_message, print_error
-    from emolens.errors import InputError
-    from emolens.images import IMAGE_SUFFIXES, describe
-    from emolens.inference.annotate import save_image
     from emolens.inference.capture import VIDEO_SUFFIXES
-    from emolens.inference.detectors import probably_face_crop
-    from emolens.progress import progress
 
     console = Console()
     _check_outputs(json_out, csv_out, annotate_dir)
     recognizer = _recognizer(model, detector, smoothing, max_pixels, age)
-    files, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-    for e in errors:
-        print_error(e["error"])
-    if not files:
-        console.print(f"[yellow]warning[/]: nothing to analyse: no image or video file in {', '.join(map(str, inputs))} "
-                      f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
-        raise typer.Exit(1)
+    report = Report(console)
+    files = _input_files(inputs, report)
     artifact_dir = annotate_dir or (json_out.parent if json_out else None) or (csv_out.parent if csv_out else None)
-    entries: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
     stems: set[str] = set()
-    images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
+    _analyze_image_files(recognizer, [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES], batch_size,
+                         annotate_dir, stems, report)
+    for path in (f for f in files if f.suffix.lower() in VIDEO_SUFFIXES):
+        _analyze_video_file(recognizer, path, _unique(path.stem, stems), annotate_dir, artifact_dir, detect_every,
+                            smoothing, report)
+    report.finish(json_out, csv_out, recognizer.classes)
+
+
+@dataclass
+class Report:
+    """What ``analyze`` collects across its inputs: JSON entries, CSV rows, and the failures (each
+    printed as one ``error:`` line when it happens)."""
+
+    console: Console
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def fail(self, source: str, message: str) -> None:
+        from emolens.apps.cli import print_error
+
+        self.errors.append({"source": source, "error": message})
+        print_error(message)
+
+    def add_image(self, result: ImageResult) -> None:
+        self.entries.append({"kind": "image", **result.to_dict()})
+        self.rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in result.to_rows()]
+
+    def add_video(self, result: VideoResult) -> None:
+        self.entries.append(result.to_dict())
+        self.rows += [{"kind": "video", "source": result.source, **r} for r in result.timeline]
+
+    def finish(self, json_out: Path | None, csv_out: Path | None, classes: tuple[str, ...]) -> None:
+        """Write the JSON and CSV, print the count; exit 1 when an input failed, 2 when the results
+        cannot be written."""
+        from emolens.apps.cli import print_error
+        from emolens.files import write_text
+        from emolens.inference.report import rows_to_csv
+        from emolens.inference.results import FaceResult
+
+        try:
+            if json_out:
+                write_text(json_out, json.dumps({"results": self.entries, "errors": self.errors}, indent=1))
+            if csv_out:
+                age = any("age" in r for r in self.rows)
+                write_text(csv_out, rows_to_csv(self.rows, ["source", "kind", "frame", "time_s",
+                                                            *FaceResult.columns(classes, age)]))
+        except OSError as e:  # a full disk, a read-only folder: said as the results not written
+            print_error(f"cannot write the results: {e}")
+            raise typer.Exit(2) from None
+        self.console.print(f"{len(self.entries)} analysed, {len(self.errors)} failed")
+        if self.errors:
+            raise typer.Exit(1)
+
+
+def _input_files(inputs: list[Path], report: Report) -> list[Path]:
+    """The image and video files to analyse, each once; unreadable inputs go to ``report``. Exit 1
+    when there is nothing to analyse (with a warning when no input failed to say why)."""
+    from emolens.images import IMAGE_SUFFIXES
+    from emolens.inference.capture import VIDEO_SUFFIXES
+
+    found, errors = _expand(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    for e in errors:
+        report.fail(e["source"], e["error"])
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(_identity(path), path)  # the first mention of each file
+    files = list(unique.values())
+    if not files:
+        if not errors:  # a missing input was already said; nothing else to add
+            report.console.print(
+                f"[yellow]warning[/]: nothing to analyse: no image or video file in {', '.join(map(str, inputs))} "
+                f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        raise typer.Exit(1)
+    return files
+
+
+def _identity(path: Path) -> Path:
+    """One name per file, however it was reached (relative, through a folder, a symlink)."""
+    try:
+        return path.resolve()
+    except OSError:  # a symlink loop: it fails later with its own message
+        return path
+
+
+def _analyze_image_files(recognizer: Recognizer, images: list[Path], batch_size: int, annotate_dir: Path | None,
+                         stems: set[str], report: Report) -> None:
+    """Analyse ``images`` a few at a time (faces batched across them): a table each, the annotated
+    copy with --annotate, a hint when faceless images look like face crops."""
+    from emolens.errors import InputError
+    from emolens.inference.detectors import probably_face_crop
+    from emolens.progress import progress
+
     crops = 0  # images without a face that look like face crops
     with progress("images", len(images)) as advance:
         for start in range(0, len(images), IMAGES_IN_MEMORY):
@@ -92,43 +172,27 @@ def analyze(
             advance(len(batch))
             for path, outcome in batch:
                 if isinstance(outcome, InputError):
-                    errors.append({"source": str(path), "error": str(outcome)})
-                    print_error(str(outcome))
+                    report.fail(str(path), str(outcome))
                     continue
-                entries.append({"kind": "image", **outcome.to_dict()})
-                rows += [{"kind": "image", "frame": 0, "time_s": None, **r} for r in outcome.to_rows()]
-                _print_image(console, outcome)
-                if not outcome.faces and probably_face_crop(recognizer.detector, outcome.image):
-                    crops += 1
+                report.add_image(outcome)
+                _print_image(report.console, outcome)
+                crops += not outcome.faces and probably_face_crop(recognizer.detector, outcome.image)
                 if annotate_dir:
-                    try:
-                        save_image(outcome.annotated(color="bgr"), annotate_dir / f"{_unique(path.stem, stems)}.jpg")
-                    except OSError as e:
-                        errors.append({"source": str(path), "error": f"{path}: annotated image not written: {e}"})
-                        print_error(errors[-1]["error"])
+                    _save_annotated(outcome, annotate_dir / f"{_unique(path.stem, stems)}.jpg", report)
                 outcome.image = None  # only this chunk's images are ever held
     if crops:
-        console.print(f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face "
-                      f"fills the image); if they are, analyse them with --detector none (each image is one face)")
-    for path in (f for f in files if f.suffix.lower() in VIDEO_SUFFIXES):
-        stem = _unique(path.stem, stems)
-        try:
-            video = _analyze_video(recognizer, path, stem, annotate_dir, artifact_dir, detect_every, smoothing,
-                                   console)
-        except (InputError, OSError) as e:  # this video fails; the others are still analysed
-            errors.append({"source": describe(path), "error": error_message(e)})
-            print_error(error_message(e))
-            continue
-        entries.append(video.to_dict())
-        rows += [{"kind": "video", "source": str(path), **r} for r in video.timeline]
+        report.console.print(
+            f"[yellow]hint[/]: {crops} image(s) without a detected face look like face crops (the face fills the "
+            f"image); if they are, analyse them with --detector none (each image is one face)")
+
+
+def _save_annotated(result: ImageResult, path: Path, report: Report) -> None:
+    from emolens.inference.annotate import save_image
+
     try:
-        _write_outputs(json_out, csv_out, entries, rows, errors, recognizer.classes)
-    except OSError as e:  # a full disk, a read-only folder: said as the results not written
-        print_error(f"cannot write the results: {e}")
-        raise typer.Exit(2) from None
-    console.print(f"{len(entries)} analysed, {len(errors)} failed")
-    if errors:
-        raise typer.Exit(1)
+        save_image(result.annotated(color="bgr"), path)
+    except OSError as e:
+        report.fail(result.source, f"{result.source}: annotated image not written: {e}")
 
 
 def live(
@@ -262,22 +326,33 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
-def _analyze_video(recognizer: Recognizer, path: Path, stem: str, annotate_dir: Path | None, artifact_dir: Path | None,
-                   detect_every: int, smoothing: float, console: Console) -> VideoResult:
+def _analyze_video_file(recognizer: Recognizer, path: Path, stem: str, annotate_dir: Path | None,
+                        artifact_dir: Path | None, detect_every: int, smoothing: float, report: Report) -> None:
+    """Analyse one video: its summary table, the report files and (with --annotate) the annotated
+    video, each listed; a video that fails is reported and the others still run."""
+    from emolens.apps.cli import error_message
+    from emolens.errors import InputError
+    from emolens.images import describe
     from emolens.inference.capture import frame_count
     from emolens.inference.report import write_video_outputs
     from emolens.inference.video import analyze_video
     from emolens.progress import progress
 
-    with progress(path.name, frame_count(path)) as advance:
-        video = analyze_video(recognizer, path, annotate_to=annotate_dir / f"{stem}.mp4" if annotate_dir else None,
-                              detect_every=detect_every, smoothing=smoothing, on_progress=advance)
+    annotated = annotate_dir / f"{stem}.mp4" if annotate_dir else None
+    try:
+        with progress(path.name, frame_count(path)) as advance:
+            video = analyze_video(recognizer, path, annotate_to=annotated, detect_every=detect_every,
+                                  smoothing=smoothing, on_progress=advance)
+        outputs = write_video_outputs(video, artifact_dir, stem) if artifact_dir is not None else {}
+    except (InputError, OSError) as e:  # this video fails; the others are still analysed
+        report.fail(describe(path), error_message(e))
+        return
+    console = report.console
     console.print(f"[bold]{path}[/]: {video.width}x{video.height}, {video.frames} frames, {video.duration_s:.1f} s")
     _print_summary(console, video)
-    if artifact_dir is not None:
-        for kind, p in write_video_outputs(video, artifact_dir, stem).items():
-            console.print(f"  {kind}: {p}")
-    return video
+    for kind, p in {**outputs, **({"video": annotated} if annotated else {})}.items():
+        console.print(f"  {kind}: {p}")
+    report.add_video(video)
 
 
 def _print_image(console: Console, result: ImageResult) -> None:
@@ -310,17 +385,3 @@ def _print_summary(console: Console, video: VideoResult) -> None:
                       ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0),
                       *((f"{s['median_age']:.0f}" if "median_age" in s else "-",) if age else ()))
     console.print(table)
-
-
-def _write_outputs(json_out: Path | None, csv_out: Path | None, entries: list[dict], rows: list[dict],
-                   errors: list[dict], classes: tuple[str, ...]) -> None:
-    from emolens.files import write_text
-    from emolens.inference.report import rows_to_csv
-
-    if json_out:
-        write_text(json_out, json.dumps({"results": entries, "errors": errors}, indent=1))
-    if csv_out:
-        age = ["age"] if any("age" in r for r in rows) else []
-        columns = ["source", "kind", "frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "emotion",
-                   "confidence", *age, *(f"p_{c}" for c in classes)]
-        write_text(csv_out, rows_to_csv(rows, columns))
