@@ -78,3 +78,22 @@ def test_result_keeps_its_image_and_draws_on_a_copy(rec, media):
     assert (result.image == original).all()  # untouched
     with pytest.raises(ValueError, match="no image"):
         ImageResult("x.jpg", 10, 10).annotated()
+
+
+def test_every_drawn_text_has_glyphs_in_the_font(monkeypatch):
+    """OpenCV's Hershey font draws printable ASCII only (anything else comes out as ``?``, as the
+    age labels' ``·`` did): every text the annotator draws, labels with ages included, is ASCII."""
+    from emolens.inference import annotate as module
+    from emolens.labels import EMOTIONS
+
+    drawn: list[str] = []
+    draw = module._text
+    monkeypatch.setattr(module, "_text", lambda img, text, *a, **k: (drawn.append(text), draw(img, text, *a, **k)))
+    probabilities = {c: 1 / len(EMOTIONS) + (0.01 if c == "happy" else 0) for c in EMOTIONS}
+    faces = [FaceResult((40 + 150 * i, 60, 160 + 150 * i, 200), 0.9, probabilities, face_id=i, age=26.4 + i)
+             for i in range(3)]
+    annotate(np.full((360, 640, 3), 90, np.uint8), faces)
+    module.draw_fps(np.zeros((240, 320, 3), np.uint8), 29.7)
+    assert "#0 happy 14%, age 26" in drawn and "29.7 FPS" in drawn and set(EMOTIONS) <= set(drawn)
+    printable = {chr(c) for c in range(32, 127)}
+    assert all(set(text) <= printable for text in drawn), [t for t in drawn if not set(t) <= printable]

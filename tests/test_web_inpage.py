@@ -191,13 +191,18 @@ def network_events(driver) -> list[dict]:
     return [e for e in events if e["method"].startswith("Network.")]
 
 
+#: URLs that never leave the machine: data: URLs, and Chromium's own pages and resources (recent
+#: versions load chrome://resources/ scripts for internal pages, logged with the page's traffic).
+LOCAL_SCHEMES = ("data:", "chrome:", "chrome-untrusted:", "chrome-extension:", "devtools:")
+
+
 def outgoing(events: list[dict]) -> list[str]:
-    """Everything the page sent: requests (method and URL; data: URLs are local), WebSockets opened,
-    WebSocket messages."""
+    """Everything the page sent: requests (method and URL; local schemes excepted), WebSockets
+    opened, WebSocket messages."""
     sent = []
     for e in events:
         p = e["params"]
-        if e["method"] == "Network.requestWillBeSent" and not p["request"]["url"].startswith("data:"):
+        if e["method"] == "Network.requestWillBeSent" and not p["request"]["url"].startswith(LOCAL_SCHEMES):
             sent.append(f"{p['request']['method']} {p['request']['url']}")
         elif e["method"] == "Network.webSocketCreated":
             sent.append(f"WebSocket {p['url']}")
@@ -460,3 +465,61 @@ def test_page_tracks_and_smooths_like_python(exported: tuple[str, Path], chrome,
             assert f.box == tuple(g["box"][k] for k in ("x1", "y1", "x2", "y2"))
             assert f.emotion == g["emotion"]
             assert max(abs(f.probabilities[c] - g["probabilities"][c]) for c in f.probabilities) < 1e-3
+
+
+def placement_cases(media: Path) -> list[dict]:
+    """Face boxes, label and panel sizes as Python's annotator measures them, on the group photos at
+    full size and shrunk (crowded: panels move away from their faces or cover least)."""
+    from emolens.inference.annotate import label_text, layout
+
+    recognizer = Recognizer("default")
+    cases = []
+    for name in ("pyfeat_multi_face", "face_recognition_obama_and_biden", "deepface_couple"):
+        result = recognizer.analyze(media / f"{name}.jpg")
+        for width in (result.width, 640, 400, 260):
+            k = width / result.width
+            faces = [FaceResult(tuple(round(v * k) for v in f.box), f.score, f.probabilities, f.face_id, age=f.age)
+                     for f in result.faces]
+            size = (width, round(result.height * k))
+            scale = max(0.6, min(size) / 480)
+            thick = max(1, int(round(2 * scale)))
+            labels = [[w + 6, h + b + 6] for (w, h), b in
+                      (cv2.getTextSize(label_text(f), cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, thick) for f in faces)]
+            panel = [int(62 * scale) + int(70 * scale) + 6, max(10, int(14 * scale)) * len(recognizer.classes) + 2]
+            cases.append({"boxes": [list(f.box) for f in faces], "labels": labels, "panels": [panel] * len(faces),
+                          "size": list(size), "step": max(4, int(8 * scale)), "pad": thick,
+                          "expected": [[list(label), list(panel)] for label, panel in layout(faces, size, scale)]})
+    return cases
+
+
+@pytest.mark.slow
+def test_page_places_labels_and_numbers_faces_like_python(exported: tuple[str, Path], chrome, media: Path) -> None:
+    """The page draws labels and probability panels by Python's placement rule (none covers a face
+    or another label while there is room), and numbers faces left to right as Python does."""
+    url, dest = exported
+    chrome.get(f"{url}/?mode=browser")
+    wait_for_mode(chrome)
+    cases = placement_cases(media)
+    page = chrome.execute_async_script("""
+        const [cases, done] = [arguments[0], arguments[arguments.length - 1]];
+        import('./static/inpage/layout.mjs').then(({layoutRects}) => done(cases.map((c) =>
+            layoutRects(c.boxes, c.labels, c.panels, c.size, c.step, c.pad))), (e) => done(String(e)));
+    """, cases)
+    assert not isinstance(page, str), page
+    moved = 0
+    for case, js in zip(cases, page, strict=True):
+        assert js == case["expected"], (case["size"], case["boxes"])
+        moved += sum(panel[0] > box[2] + 3 or panel[2] < box[0] - 3 for (_, panel), box in zip(js, case["boxes"]))
+    assert len(cases) == 12 and moved > 0  # the crowded cases exercise the search, not only the first choice
+
+    photo = load_image(media / "pyfeat_multi_face.jpg")
+    entries = publish(dest, "group", [photo])
+    faces = run_in_page(chrome, """
+        const engine = window.emolens.engine;
+        return [(await engine.analyze(images[0])).faces, (await engine.analyze(images[0], engine.tracker())).faces];
+    """, entries)
+    stream = StreamAnalyzer(Recognizer("default", detector="blazeface")).process(photo, color="rgb")
+    for js_faces in faces:
+        assert [f["face_id"] for f in js_faces] == list(range(len(js_faces))) and len(js_faces) >= 4
+        assert [f["box"]["x1"] for f in js_faces] == sorted(f["box"]["x1"] for f in js_faces)  # left to right
+    assert [(f.face_id, f.box[0]) for f in stream] == [(f["face_id"], f["box"]["x1"]) for f in faces[1]]

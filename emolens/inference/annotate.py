@@ -4,7 +4,11 @@ Labels and probability panels are laid out so that none covers a face or another
 each goes to the first free spot beside its face, else to the free spot nearest to it (joined to
 the face by a thin line); only when the image has no free room at all does it take the spot that
 covers least. Every label and panel carries the face's ``face_id``: the index used by the tables,
-JSON and CSV.
+JSON and CSV. The web page places its labels and panels by the same rule
+(:func:`layout_rects`, ported to ``apps/web/static/inpage/layout.mjs`` and checked against it).
+
+Text is drawn with OpenCV's Hershey font, which has printable ASCII only (anything else shows as
+``?``): every drawn text is ASCII (:func:`label_text`).
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ def place(size: tuple[int, int], near: Rect, preferred: list[tuple[int, int]], o
     """A ``size`` (w, h) rectangle inside the image covering none of ``occupied``.
 
     Tries the ``preferred`` top-left corners first, then a grid (``step`` px) ordered by distance
-    from ``near``; with no free spot anywhere, the in-image spot that covers least.
+    from ``near``; with no free spot anywhere, the in-image spot that covers least. Distances are
+    compared as exact integers (twice the offsets, squared), so the page's port ties the same way.
     """
     w, h = size
     img_w, img_h = image_size
@@ -89,11 +94,11 @@ def place(size: tuple[int, int], near: Rect, preferred: list[tuple[int, int]], o
     for x, y in inside:
         if not _overlap_area((x, y, x + w, y + h), others).any():
             return x, y, x + w, y + h
-    xs = np.arange(0, max(1, img_w - w + 1), step)
-    ys = np.arange(0, max(1, img_h - h + 1), step)
+    xs = np.arange(0, max(1, img_w - w + 1), step, dtype=np.int64)
+    ys = np.arange(0, max(1, img_h - h + 1), step, dtype=np.int64)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
-    cx, cy = (near[0] + near[2]) / 2, (near[1] + near[3]) / 2
-    order = np.argsort(np.hypot(gx + w / 2 - cx, gy + h / 2 - cy), kind="stable")
+    dx, dy = 2 * gx + w - (near[0] + near[2]), 2 * gy + h - (near[1] + near[3])
+    order = np.argsort(dx * dx + dy * dy, kind="stable")
     gx, gy = gx[order], gy[order]
     if len(others):
         x1, y1 = gx[:, None], gy[:, None]
@@ -106,7 +111,7 @@ def place(size: tuple[int, int], near: Rect, preferred: list[tuple[int, int]], o
         x, y = int(gx[free[0]]), int(gy[free[0]])
         return x, y, x + w, y + h
     spots = inside or [(int(gx[i]), int(gy[i])) for i in range(min(len(gx), 2000))]
-    x, y = min(spots, key=lambda p: (_overlap_area((p[0], p[1], p[0] + w, p[1] + h), others).sum(),
+    x, y = min(spots, key=lambda p: (int(_overlap_area((p[0], p[1], p[0] + w, p[1] + h), others).sum()),
                                      abs(p[0] - near[0]) + abs(p[1] - near[1])))
     return x, y, x + w, y + h
 
@@ -124,41 +129,57 @@ def _leader(img: np.ndarray, rect: Rect, box: Rect, color: tuple[int, int, int])
 
 
 def label_text(face: FaceResult) -> str:
-    """``#id emotion 87% · 34 y`` (without ``#id`` when the face has none, without the age when
-    it was not estimated)."""
-    text = f"{face.emotion} {face.confidence:.0%}" + ("" if face.age is None else f" · {face.age:.0f} y")
+    """``#id emotion 87%, age 34`` (without ``#id`` when the face has none, without the age when
+    it was not estimated); ASCII only, as the Hershey font draws nothing else."""
+    text = f"{face.emotion} {face.confidence:.0%}" + ("" if face.age is None else f", age {face.age:.0f}")
     return text if face.face_id is None else f"#{face.face_id} {text}"
+
+
+def layout_rects(boxes: list[Rect], label_sizes: list[tuple[int, int]], panel_sizes: list[tuple[int, int]] | None,
+                 image_size: tuple[int, int], step: int, pad: int) -> list[tuple[Rect, Rect | None]]:
+    """The placement rule: per face box, its label's and (with ``panel_sizes``) its panel's rect.
+
+    Boxes (grown by ``pad``, the box line) are taken first; then, face by face, the label goes
+    above the box (left- or right-aligned) or below it, and the panel beside the box (right,
+    left, bottom-aligned, below, above), each at the first of those spots that is free, else
+    where :func:`place` finds room. Pure geometry: the page runs the same rule on its own text sizes.
+    """
+    occupied: list[Rect] = [(x1 - pad, y1 - pad, x2 + pad, y2 + pad) for x1, y1, x2, y2 in boxes]
+    placed = []
+    for i, box in enumerate(boxes):
+        x1, y1, x2, y2 = box
+        lw, lh = label_sizes[i]
+        label = place((lw, lh), box, [(x1, y1 - GAP - lh), (x2 - lw, y1 - GAP - lh), (x1, y2 + GAP)],
+                      occupied, image_size, step)
+        occupied.append(label)
+        panel = None
+        if panel_sizes is not None:
+            pw, ph = panel_sizes[i]
+            top = min(y1, label[1])
+            panel = place((pw, ph), box, [(x2 + GAP, top), (x1 - GAP - pw, top), (x2 + GAP, y2 - ph),
+                                          (x1 - GAP - pw, y2 - ph), (x1, max(y2, label[3]) + GAP),
+                                          (x1, min(y1, label[1]) - GAP - ph)],
+                          occupied, image_size, step)
+            occupied.append(panel)
+        placed.append((label, panel))
+    return placed
 
 
 def layout(faces: list[FaceResult], image_size: tuple[int, int], scale: float, bars: bool = True
            ) -> list[tuple[Rect, Rect | None]]:
     """Per face, where its label and (with ``bars``) its probability panel go: (label, panel) rects.
 
-    None of them covers a face box or another label or panel while the image has room.
+    None of them covers a face box or another label or panel while the image has room
+    (:func:`layout_rects` on the sizes of OpenCV's text at ``scale``).
     """
     thick = max(1, int(round(2 * scale)))
-    occupied: list[Rect] = [(x1 - thick, y1 - thick, x2 + thick, y2 + thick) for x1, y1, x2, y2 in (f.box for f in faces)]
-    placed = []
-    step = max(4, int(8 * scale))
+    label_sizes = []
     for face in faces:
-        x1, y1, x2, y2 = face.box
         (tw, th), base = cv2.getTextSize(label_text(face), FONT, 0.55 * scale, thick)
-        lw, lh = tw + 6, th + base + 6
-        label = place((lw, lh), face.box, [(x1, y1 - GAP - lh), (x2 - lw, y1 - GAP - lh), (x1, y2 + GAP)],
-                      occupied, image_size, step)
-        occupied.append(label)
-        panel = None
-        if bars:
-            row = max(10, int(14 * scale))
-            pw, ph = int(62 * scale) + int(70 * scale) + 6, row * len(face.probabilities) + 2
-            top = min(y1, label[1])
-            panel = place((pw, ph), face.box, [(x2 + GAP, top), (x1 - GAP - pw, top), (x2 + GAP, y2 - ph),
-                                                (x1 - GAP - pw, y2 - ph), (x1, max(y2, label[3]) + GAP),
-                                                (x1, min(y1, label[1]) - GAP - ph)],
-                          occupied, image_size, step)
-            occupied.append(panel)
-        placed.append((label, panel))
-    return placed
+        label_sizes.append((tw + 6, th + base + 6))
+    row = max(10, int(14 * scale))
+    panels = [(int(62 * scale) + int(70 * scale) + 6, row * len(f.probabilities) + 2) for f in faces] if bars else None
+    return layout_rects([f.box for f in faces], label_sizes, panels, image_size, max(4, int(8 * scale)), thick)
 
 
 def draw_bars(img: np.ndarray, face: FaceResult, panel: Rect, scale: float) -> None:

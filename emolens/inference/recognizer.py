@@ -77,12 +77,11 @@ class Recognizer:
     def detect(self, image_rgb: np.ndarray, stream: bool = False) -> list[Detection]:
         """Faces in an RGB image; ``stream=True`` for video frames (the fast detector when both differ).
 
-        Still images get their faces in reading order (left to right), so a face's index is stable
-        and easy to find on the picture; stream frames keep the detector's order for the tracker.
+        Faces come in reading order (left to right), so a face's index is easy to find on the
+        picture, and in a stream the tracker numbers new faces in that order too (as the page does).
         """
-        if stream:
-            return self.stream_detector.detect(image_rgb)
-        return sorted(self.detector.detect(image_rgb), key=lambda d: (d.box[0], d.box[1]))
+        detector = self.stream_detector if stream else self.detector
+        return sorted(detector.detect(image_rgb), key=lambda d: (d.box[0], d.box[1]))
 
     def classify(self, image_rgb: np.ndarray, detections: Sequence[Detection]) -> list[FaceResult]:
         """Emotion probabilities for already-found faces; ``face_id`` is each face's index."""

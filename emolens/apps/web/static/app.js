@@ -218,9 +218,9 @@ function probabilityBars(probabilities) {
   });
 }
 
-// "#id emotion 87%", plus " · 34 y" when the server estimates ages (emolens serve --age)
+// "#id emotion 87%", plus ", age 34" when ages are estimated (emolens serve --age): Python's label_text
 function faceLabel(face) {
-  const age = face.age === undefined || face.age === null ? "" : ` · ${Math.round(face.age)} y`;
+  const age = face.age === undefined || face.age === null ? "" : `, age ${Math.round(face.age)}`;
   return `#${face.face_id} ${face.emotion} ${pct(face.confidence)}${age}`;
 }
 
@@ -239,6 +239,9 @@ function renderLiveFaces(faces) {
   $("live-faces").replaceChildren(...items);
 }
 
+let layoutRects = null; // Python's placement rule (inpage/layout.mjs), once loaded
+import("./inpage/layout.mjs").then((m) => { layoutRects = m.layoutRects; });
+
 function drawOverlay() {
   const { overlay, video, result } = live;
   const ratio = window.devicePixelRatio || 1;
@@ -246,47 +249,68 @@ function drawOverlay() {
   overlay.height = Math.round(overlay.clientHeight * ratio);
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
-  if (result && video.videoWidth) {
-    const scale = overlay.width / result.width; // boxes are in the analysed frame's pixels
-    for (const face of result.faces) drawFace(ctx, face, scale, ratio);
-  }
+  if (result && video.videoWidth && layoutRects) drawFaces(ctx, result, overlay.width / result.width, ratio);
   if (live.stream) requestAnimationFrame(drawOverlay);
 }
 
-function drawFace(ctx, face, scale, ratio) {
-  const { x1, y1, x2, y2 } = face.box;
-  const [x, y, w, h] = [x1 * scale, y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale];
-  const color = colorFor(face);
-  const font = 14 * ratio;
-  ctx.lineWidth = 3 * ratio;
-  ctx.strokeStyle = color;
-  ctx.strokeRect(x, y, w, h);
-
+/** Boxes, labels and probability panels, placed by Python's rule: none covers a face or another
+ *  label or panel while the picture has room (joined to its face by a thin line when moved away). */
+function drawFaces(ctx, result, scale, ratio) {
+  const font = Math.round(14 * ratio);
+  const [rowH, nameW, barW] = [12 * ratio, 58 * ratio, 70 * ratio];
+  const line = Math.max(1, Math.round(3 * ratio));
+  const boxes = result.faces.map(({ box }) => [box.x1, box.y1, box.x2, box.y2].map((v) => Math.round(v * scale)));
   ctx.font = `bold ${font}px system-ui, sans-serif`;
-  const label = faceLabel(face);
-  const labelY = y > font * 1.6 ? y - font * 1.5 : y + h;
-  ctx.fillStyle = color;
-  ctx.fillRect(x - ctx.lineWidth / 2, labelY, ctx.measureText(label).width + font, font * 1.5);
-  ctx.fillStyle = "#000";
-  ctx.fillText(label, x + font / 2, labelY + font * 1.1);
+  const labels = result.faces.map((face) => [Math.ceil(ctx.measureText(faceLabel(face)).width) + font, Math.round(font * 1.5)]);
+  const panels = result.faces.map((face) => [Math.round(nameW + barW + 8 * ratio),
+    Math.round(Object.keys(face.probabilities).length * rowH + 4 * ratio)]);
+  const placed = layoutRects(boxes, labels, panels, [ctx.canvas.width, ctx.canvas.height],
+    Math.max(4, Math.round(8 * ratio)), line);
+  ctx.lineWidth = line;
+  result.faces.forEach((face, i) => {
+    ctx.strokeStyle = colorFor(face);
+    ctx.strokeRect(boxes[i][0], boxes[i][1], boxes[i][2] - boxes[i][0], boxes[i][3] - boxes[i][1]);
+  });
+  result.faces.forEach((face, i) => {
+    const [label, panel] = placed[i];
+    const color = colorFor(face);
+    drawPanel(ctx, face, panel, color, { rowH, nameW, barW, ratio });
+    ctx.fillStyle = color;
+    ctx.fillRect(label[0], label[1], label[2] - label[0], label[3] - label[1]);
+    ctx.fillStyle = "#000";
+    ctx.font = `bold ${font}px system-ui, sans-serif`;
+    ctx.fillText(faceLabel(face), label[0] + font / 2, label[1] + font * 1.1);
+    for (const rect of [label, panel]) leader(ctx, rect, boxes[i], color, ratio);
+  });
+}
 
-  // probability bars beside the box (left of it when there is no room on the right)
-  const rows = Object.entries(face.probabilities);
-  const rowH = 12 * ratio;
-  const barW = 70 * ratio;
-  const nameW = 58 * ratio;
-  const panelW = nameW + barW + 8 * ratio;
-  const px = x + w + panelW + 6 * ratio <= ctx.canvas.width ? x + w + 6 * ratio : Math.max(0, x - panelW - 6 * ratio);
+function drawPanel(ctx, face, panel, color, { rowH, nameW, barW, ratio }) {
+  const [px, py] = panel;
   ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
-  ctx.fillRect(px, y, panelW, rows.length * rowH + 4 * ratio);
+  ctx.fillRect(px, py, panel[2] - px, panel[3] - py);
   ctx.font = `${10 * ratio}px system-ui, sans-serif`;
-  rows.forEach(([name, p], i) => {
-    const rowY = y + 2 * ratio + i * rowH;
+  Object.entries(face.probabilities).forEach(([name, p], k) => {
+    const rowY = py + 2 * ratio + k * rowH;
     ctx.fillStyle = "#fff";
     ctx.fillText(name, px + 4 * ratio, rowY + rowH * 0.8);
     ctx.fillStyle = name === face.emotion ? color : "rgba(255, 255, 255, 0.6)";
     ctx.fillRect(px + nameW, rowY + 2 * ratio, barW * p, rowH - 4 * ratio);
   });
+}
+
+/** A thin line from a label or panel placed away from its face to the face box (Python's _leader). */
+function leader(ctx, rect, box, color, ratio) {
+  const near = 3 + 1;
+  if (rect[0] <= box[2] + near && box[0] <= rect[2] + near && rect[1] <= box[3] + near && box[1] <= rect[3] + near) return;
+  const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+  const px = clamp((box[0] + box[2]) / 2, rect[0], rect[2]);
+  const py = clamp((box[1] + box[3]) / 2, rect[1], rect[3]);
+  ctx.strokeStyle = color;
+  ctx.lineWidth = Math.max(1, ratio);
+  ctx.beginPath();
+  ctx.moveTo(px, py);
+  ctx.lineTo(clamp(px, box[0], box[2]), clamp(py, box[1], box[3]));
+  ctx.stroke();
 }
 
 // ---------------------------------------------------------------- upload

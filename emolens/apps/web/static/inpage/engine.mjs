@@ -120,13 +120,14 @@ export class Engine {
   }
 
   /** Faces and emotions in an RGB image, as Python's ImageResult.to_dict() (plus timings).
-   *  With a ``tracker`` (video frames) faces keep the detector's order and get tracked ids and
-   *  smoothed probabilities; without one (still images) they are in reading order, ids 0, 1, ... */
+   *  Faces come in reading order (left to right), as Python's Recognizer.detect gives them: ids
+   *  0, 1, ... for still images; with a ``tracker`` (video frames), tracked ids (a new face gets the
+   *  next id in that order) and smoothed probabilities. */
   async analyze(img, tracker = null) {
     const start = performance.now();
     let detections = await this.detector.detect(img);
     const detected = performance.now();
-    if (!tracker) detections = [...detections].sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
+    detections = [...detections].sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
     const boxes = detections.map((d) => d.box);
     const [probabilities, ages] = [await this.classify(img, boxes), await this.ages(img, boxes)];
     let faces = detections.map((d, i) => ({
