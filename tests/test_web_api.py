@@ -246,3 +246,22 @@ def test_serve_detect_every_on_a_real_server(client: TestClient, media: Path, tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_serve_on_a_port_in_use_says_so_before_any_url():
+    """A second ``emolens serve`` on a taken port: one error line naming --port, no URL (the other
+    process's page), no uvicorn traceback or start-up lines."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from emolens.apps.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert r.exit_code == 2, r.output
+    assert f"port {port} on 127.0.0.1 is already in use" in r.output and f"--port {port + 1}" in r.output
+    assert "http://" not in r.output and "Errno" not in r.output

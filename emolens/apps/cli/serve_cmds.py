@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 
 import typer
@@ -41,9 +43,39 @@ def serve(
     # An unknown model or detector, or smoothing out of range, raises: one error line (the CLI's boundary).
     settings = Settings(model=model, detector=detector, age=age, detect_every=detect_every, smoothing=smoothing,
                         max_upload_mb=max_upload_mb, keep_uploads=keep_uploads, allowed_hosts=hosts)
-    app = create_app(settings=settings)
-    typer.echo(f"emolens: open http://{host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
-    uvicorn.Server(server_config(app, settings, host, port)).run()
+    sock = bind(host, port)  # before the models load and any URL is printed: a port in use is one error line
+    try:
+        app = create_app(settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    url_host = f"[{host}]" if ":" in host else host
+    typer.echo(f"emolens: open http://{url_host}:{port}/ (REST API under /api/v1, schema at /openapi.json)")
+    uvicorn.Server(server_config(app, settings, host, port)).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as uvicorn binds it; EmolensError naming ``--port`` when
+    the port is taken (another ``emolens serve``?) and ``--host`` when the address is not this machine's."""
+    from emolens.errors import EmolensError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise EmolensError(f"port {port} on {host} is already in use (another emolens serve?): pick a free "
+                               f"one with --port, e.g. --port {port + 1 if port < 65535 else 8001}") from None
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(e, socket.gaierror):
+            raise EmolensError(f"--host {host}: not an address of this machine ({e.strerror or e})") from None
+        if e.errno == errno.EACCES:
+            raise EmolensError(f"--port {port}: not allowed for this user (ports below 1024 need root); "
+                               f"pick one such as --port 8000") from None
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def register(app: typer.Typer) -> None:
