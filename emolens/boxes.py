@@ -5,6 +5,7 @@ A box is pixel (x1, y1, x2, y2), x2/y2 exclusive; YOLO labels are normalised (xc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,10 @@ def rescale_box(box: Box, scale: float, shift: float) -> Box:
 
 
 def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Round a box to ints inside the image; None when less than 2 px of it is left."""
+    """Round a box to ints inside the image; None when less than 2 px of it is left (or a coordinate
+    is not finite: a detector's garbage output)."""
+    if not all(math.isfinite(v) for v in box):
+        return None
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
     return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None

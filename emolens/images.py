@@ -38,6 +38,7 @@ JPEG_MIN_SCANS = 16
 JPEG_MAX_SCANS = 100
 JPEG_MAX_MARKERS = 4096  # real files have a few dozen segments
 _ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker after a scan's entropy-coded data
+_MARKER = re.compile(rb"\xff[^\x00\xff]")  # the next marker, past junk, stuffed zeros and fill bytes
 
 #: Changes whenever decoding gives different pixels for the same file; dataset caches are keyed by it.
 DECODER_VERSION = 1
@@ -78,38 +79,34 @@ def jpeg_scan_limit(pixels: int) -> int:
 def check_jpeg_scans(data: bytes | mmap.mmap, pixels: int, name: str) -> None:
     """InputError when JPEG ``data`` has more scans than :func:`jpeg_scan_limit` allows.
 
-    Walks the marker segments by their lengths and skips each scan's entropy-coded data with one
-    regex search, so the check costs microseconds per segment whatever the file size. Malformed
-    structure ends the count (the decoder reports it).
+    Walks the markers as libjpeg reads them: bytes between segments that are not a marker (junk,
+    ``FF 00``) and fill bytes are skipped, as libjpeg skips them with a warning and decodes on;
+    segments are stepped over by their lengths, and each scan's entropy-coded data with one regex
+    search, so the check costs microseconds per segment whatever the file size.
     """
     limit = jpeg_scan_limit(pixels)
-    pos, scans, markers, end = 2, 0, 0, len(data)
-    while pos + 4 <= end:
+    pos, scans, markers = 2, 0, 0
+    while (found := _MARKER.search(data, pos)) is not None:
         markers += 1
         if markers > JPEG_MAX_MARKERS:
             raise InputError(f"{name}: refused: over {JPEG_MAX_MARKERS} JPEG markers; expected a few dozen")
-        if data[pos] != 0xFF:
+        marker, pos = found[0][1], found.end()
+        if marker == 0xD9:  # end of image
             return
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker == 0xD9:  # end of image
-            return
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-            if marker == 0xDA:
-                scans += 1
-                if scans > limit:
-                    raise InputError(
-                        f"{name}: refused: a JPEG of {pixels / 1e6:.1f} megapixels with over {limit} scans "
-                        f"(encoders write at most about 10; repeated scans make decoding take seconds)"
-                    )
-                found = _ENTROPY_END.search(data, pos)
-                if found is None:
-                    return
-                pos = found.start()
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # markers without a length
+            continue
+        pos += max(2, int.from_bytes(data[pos:pos + 2], "big"))
+        if marker == 0xDA:
+            scans += 1
+            if scans > limit:
+                raise InputError(
+                    f"{name}: refused: a JPEG of {pixels / 1e6:.1f} megapixels with over {limit} scans "
+                    f"(encoders write at most about 10; repeated scans make decoding take seconds)"
+                )
+            entropy_end = _ENTROPY_END.search(data, pos)
+            if entropy_end is None:
+                return
+            pos = entropy_end.start()
 
 
 def load_image(image: ImageInput, color: Color = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -52,6 +52,32 @@ def repeated_scans_jpeg(width: int = 2000, height: int = 1500, repeats: int = 10
     return data[:end] + data[last_scan:end] * repeats + data[end:]
 
 
+def junk_scans_jpegs(repeats: int = 1000) -> dict[str, bytes]:
+    """:func:`repeated_scans_jpeg` with bytes libjpeg skips between segments (with a warning) and
+    decodes on: a junk byte after APP0 (issue 26: it hid every scan from the old guard), a stuffed
+    zero, fill bytes, a junk run before a scan."""
+    data = repeated_scans_jpeg(repeats=repeats)
+    app0 = data.index(b"\xff\xe0")
+    after_app0 = app0 + 2 + int.from_bytes(data[app0 + 2:app0 + 4], "big")
+    first_scan = data.index(b"\xff\xda")
+    return {"junk-after-app0.jpg": data[:after_app0] + b"\x00" + data[after_app0:],
+            "stuffed-zero.jpg": data[:after_app0] + b"\xff\x00" + data[after_app0:],
+            "fill-bytes.jpg": data[:after_app0] + b"\xff" * 7 + data[after_app0:],
+            "junk-before-scan.jpg": data[:first_scan] + bytes(range(1, 200)) + data[first_scan:]}
+
+
+def thin_pngs() -> dict[str, bytes]:
+    """Real PNGs one or two pixels thin (issue 26: once YuNet had seen a larger image, they made it
+    return infinite boxes)."""
+    rng = np.random.default_rng(26)
+    out = {}
+    for width, height in ((1000, 1), (20000, 2), (2, 20000), (1, 1), (5000, 3)):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, "PNG")
+        out[f"thin-{width}x{height}.png"] = buffer.getvalue()
+    return out
+
+
 def odd_mode_images(seed: int) -> list[tuple[str, bytes]]:
     """Small valid images in unusual modes (1-bit, 16-bit, float, CMYK, ...)."""
     rng = np.random.default_rng(seed)
@@ -94,14 +120,14 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 def malformed_images(media: Path, count: int, seed: int = 0) -> list[tuple[str, bytes]]:
     """``count`` seeded cases: mutated real photos in every format, random bytes, empty files,
-    huge headers, odd modes, repeated JPEG scans, non-UTF-8 names."""
+    huge headers, odd modes, repeated JPEG scans (also behind junk bytes), thin images, non-UTF-8 names."""
     rng = random.Random(seed)
     seeds = seed_images(media)
     fixed = [("empty.jpg", b""), ("huge.png", png_with_size(100_000, 100_000)),
              ("wide.png", png_with_size(2**31 - 1, 1)), ("zero.png", png_with_size(0, 0)),
              ("scans.jpg", repeated_scans_jpeg()), ("text.jpg", b"not an image\n" * 20),
              (b"bad-\xff\xfe-name.jpg".decode("utf-8", "surrogateescape"), seeds[0][1]),
-             *odd_mode_images(seed)]
+             *odd_mode_images(seed), *junk_scans_jpegs().items(), *thin_pngs().items()]
     cases = list(fixed)
     while len(cases) < count:
         roll = rng.random()

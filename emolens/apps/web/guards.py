@@ -182,28 +182,45 @@ class SecurityHeaders:
 
 def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol, closing connections that send no complete request head within
-    ``header_timeout_s`` (slowloris) and any connection past ``max_connections`` open ones."""
+    ``header_timeout_s`` (slowloris), and holding at most ``max_connections`` open ones.
+
+    At the cap, a new connection closes the one that has waited longest for a request head (a
+    slowloris socket or an idle keep-alive) instead of being turned away itself: a client that
+    sends its request at once is served however many sockets an attacker holds half-open, and
+    only when every other connection is busy with a request or a stream is the new one closed.
+    """
 
     class GuardedH11Protocol(H11Protocol):
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            if len(self.connections) > max_connections:
-                transport.close()
-                return
             self._arm_head_deadline()
+            if len(self.connections) > max_connections and not self._evict_one():
+                transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._arm_head_deadline()
 
         def _arm_head_deadline(self) -> None:
+            self._armed_cycle, self._armed_at = self.cycle, self.loop.time()
             self.loop.call_later(header_timeout_s, self._head_deadline, self.cycle)
 
+        def _waiting_for_head(self) -> bool:
+            """No request since the deadline was armed, not upgraded to a WebSocket, still open."""
+            return (self.cycle is self._armed_cycle and self.transport.get_protocol() is self
+                    and not self.transport.is_closing())
+
         def _head_deadline(self, cycle_when_armed: Any) -> None:
-            # no new request since the timer was armed, and not upgraded to a WebSocket
-            if (self.cycle is cycle_when_armed and self.transport.get_protocol() is self
-                    and not self.transport.is_closing()):
+            if self.cycle is cycle_when_armed and self._waiting_for_head():
                 self.transport.close()
 
-    return GuardedH11Protocol
+        def _evict_one(self) -> bool:
+            """Close the other connection waiting longest for a request head; False when there is none."""
+            waiting = [c for c in self.connections
+                       if c is not self and isinstance(c, GuardedH11Protocol) and c._waiting_for_head()]
+            if not waiting:
+                return False
+            min(waiting, key=lambda c: c._armed_at).transport.close()
+            return True
 
+    return GuardedH11Protocol

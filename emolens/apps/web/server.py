@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cv2
-from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
-from fastapi.responses import FileResponse, Response
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import emolens
+from emolens.apps.web.decoding import DecodePool
 from emolens.apps.web.guards import (
     LOCAL_HOSTS,
     TRY_AGAIN_LATER,
@@ -40,8 +41,8 @@ from emolens.apps.web.guards import (
 )
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
-from emolens.apps.web.uploads import decode_image, keep_upload, looks_like_image
-from emolens.errors import InputError, LimitError
+from emolens.apps.web.uploads import keep_upload, looks_like_image
+from emolens.errors import EmolensError, InputError, LimitError
 from emolens.inference.capture import VIDEO_SUFFIXES
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
@@ -75,6 +76,8 @@ class Settings:
     ``allowed_hosts``: names the ``Host`` header may carry (``*``: any);
     ``read_timeout_s``: for a request head to arrive, and for an upload to bring more data;
     ``upload_timeout_s``: for a whole upload; ``max_connections``: open connections, streams included;
+    ``decode_timeout_s``: for decoding one uploaded image or frame (:mod:`~emolens.apps.web.decoding`);
+    ``stream_idle_s``: a live stream that sends no frame for this long is closed;
     ``detect_every``, ``smoothing``: live streams and uploaded videos (see
     :class:`~emolens.inference.stream.StreamAnalyzer`).
     """
@@ -98,6 +101,8 @@ class Settings:
     read_timeout_s: float = 10.0
     upload_timeout_s: float = 120.0
     max_connections: int = 256
+    decode_timeout_s: float = 5.0
+    stream_idle_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_detect_every(self.detect_every)
@@ -149,6 +154,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         recognizer = Recognizer(model=settings.model, detector=settings.detector,
                                 attributes=("age",) if settings.age else ())
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer")
+    decoder = DecodePool(settings.workers, settings.decode_timeout_s)
     artifacts = ArtifactStore(settings.artifact_ttl_s, settings.max_artifacts)
     active_streams = 0
 
@@ -156,6 +162,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
     async def lifespan(_: FastAPI):
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        decoder.close()
 
     app = FastAPI(
         title="emolens",
@@ -168,6 +175,11 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
 
     async def infer(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    @app.exception_handler(EmolensError)
+    async def input_error(_: Request, exc: EmolensError) -> JSONResponse:
+        """Every input emolens cannot use: 413 over a size limit, else 400; the message names the input."""
+        return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, LimitError) else 400)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -195,7 +207,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         labels and bars, as base64 JPEG.
         """
         data = await file.read()
-        return await infer(_analyze_upload, recognizer, settings, data, file.filename or "upload", annotate)
+        return await infer(_analyze_upload, recognizer, decoder, settings, data, file.filename or "upload", annotate)
 
     @app.post("/api/v1/analyze-video", tags=["recognition"])
     async def analyze_video_upload(file: UploadFile = File(..., description="a video (MP4, AVI, MOV, MKV, WebM)"),
@@ -231,7 +243,7 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         active_streams += 1
         try:
             analyzer = StreamAnalyzer(recognizer, settings.detect_every, settings.smoothing)
-            await serve_stream(websocket, analyzer, executor, settings.max_pixels, settings.max_frame_bytes)
+            await serve_stream(websocket, analyzer, executor, decoder.decode, settings)
         finally:
             active_streams -= 1
 
@@ -275,10 +287,11 @@ def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: Bi
     return result.to_dict(), files
 
 
-def _analyze_upload(recognizer: Recognizer, settings: Settings, data: bytes, source: str,
+def _analyze_upload(recognizer: Recognizer, decoder: DecodePool, settings: Settings, data: bytes, source: str,
                     annotate: bool) -> dict[str, Any]:
-    """Decode, check and analyze an uploaded image (optionally drawing the results on it)."""
-    rgb, fmt = decode_image(data, settings.max_pixels, source)
+    """Decode (in a child, within the time budget), check and analyze an uploaded image (optionally
+    drawing the results on it); an unusable image raises an :class:`EmolensError` (400 or 413)."""
+    rgb, fmt = decoder.decode(data, settings.max_pixels, source)
     keep_upload(settings.keep_uploads, data, fmt)
     result = recognizer.analyze(rgb, color="rgb")
     result.source = source

@@ -6,24 +6,42 @@ after the reply, so at most one frame per client is ever in flight and slow clie
 frames instead of queueing them. Each connection has its own
 :class:`~emolens.inference.stream.StreamAnalyzer` (stable face ids, smoothing, detection every
 k frames), the same per-frame path as videos and ``emolens live``.
+
+A client that sends nothing for ``idle_timeout_s`` is closed with code 1000 and the reason "idle",
+so idle connections cannot hold every stream slot; a frame the server fails on (a bug) closes
+the stream with 1011 (internal error) and logs the traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from emolens.errors import InputError
-from emolens.images import decode
 from emolens.inference.results import ImageResult
 from emolens.inference.stream import StreamAnalyzer
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def frame_reply(analyzer: StreamAnalyzer, seq: int, data: bytes, max_pixels: int, max_bytes: int) -> dict[str, Any]:
+    from emolens.apps.web.server import Settings
+
+#: ``decode(data, max_pixels, name)`` -> (RGB array, format), raising InputError (the server's DecodePool).
+Decode = Callable[[bytes, int, str], "tuple[np.ndarray, str]"]
+
+log = logging.getLogger(__name__)
+NORMAL_CLOSURE = 1000
+INTERNAL_ERROR = 1011
+
+
+def frame_reply(analyzer: StreamAnalyzer, decode: Decode, seq: int, data: bytes, max_pixels: int, max_bytes: int
+                ) -> dict[str, Any]:
     """Decode and analyze frame number ``seq`` (runs in a worker thread) and build its reply; a
     frame over ``max_bytes`` or ``max_pixels``, or not an image, gets an error reply instead."""
     start = time.perf_counter()
@@ -38,14 +56,20 @@ def frame_reply(analyzer: StreamAnalyzer, seq: int, data: bytes, max_pixels: int
     return reply
 
 
-async def serve_stream(websocket: WebSocket, analyzer: StreamAnalyzer, executor: Executor, max_pixels: int,
-                       max_bytes: int) -> None:
-    """Answer frames until the client disconnects; inference runs in ``executor``."""
+async def serve_stream(websocket: WebSocket, analyzer: StreamAnalyzer, executor: Executor, decode: Decode,
+                       settings: Settings) -> None:
+    """Answer frames until the client disconnects or sends nothing for ``settings.stream_idle_s``;
+    inference runs in ``executor``."""
     loop = asyncio.get_running_loop()
+    idle_timeout_s = settings.stream_idle_s
     seq = 0
     try:
         while True:
-            message = await websocket.receive()
+            try:
+                message = await asyncio.wait_for(websocket.receive(), idle_timeout_s)
+            except TimeoutError:
+                await websocket.close(NORMAL_CLOSURE, f"idle: no frame for {idle_timeout_s:g} s")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             seq += 1
@@ -53,7 +77,13 @@ async def serve_stream(websocket: WebSocket, analyzer: StreamAnalyzer, executor:
             if data is None:
                 await websocket.send_json({"seq": seq, "error": "send frames as binary JPEG messages"})
                 continue
-            await websocket.send_json(await loop.run_in_executor(executor, frame_reply, analyzer, seq, data,
-                                                                 max_pixels, max_bytes))
+            try:
+                reply = await loop.run_in_executor(executor, frame_reply, analyzer, decode, seq, data,
+                                                   settings.max_pixels, settings.max_frame_bytes)
+            except Exception:  # noqa: BLE001  (a bug: the client gets a close frame, the log the traceback)
+                log.exception("live stream: frame %d failed", seq)
+                await websocket.close(INTERNAL_ERROR, f"frame {seq}: internal error")
+                return
+            await websocket.send_json(reply)
     except WebSocketDisconnect:
         return

@@ -6,30 +6,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
-from fastapi import HTTPException
 from PIL import Image
-
-from emolens.errors import InputError, LimitError
-from emolens.images import decode
 
 #: Pillow formats recognised by their first bytes; a video upload starting like one is refused.
 IMAGE_SIGNATURES = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"})
-
-
-def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> tuple[np.ndarray, str]:
-    """Decode uploaded bytes to RGB uint8 with :func:`emolens.images.decode`.
-
-    Returns the array and its format (e.g. ``"JPEG"``). Raises HTTP 413 for images over
-    ``max_pixels`` (read from the header, before any pixel is decoded) and 400 for anything else
-    that is not a usable image: empty, not an image, truncated, corrupt, too many JPEG scans.
-    """
-    try:
-        return decode(data, max_pixels, name)
-    except LimitError as exc:
-        raise HTTPException(413, str(exc)) from None
-    except InputError as exc:
-        raise HTTPException(400, str(exc)) from None
 
 
 def looks_like_image(head: bytes) -> bool:

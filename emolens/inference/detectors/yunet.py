@@ -2,7 +2,9 @@
 
 The model ships as ``assets/yunet_n_640_640.onnx`` (licence: ``assets/yunet.LICENSE``). OpenCV
 reshapes the network to each frame's size, so cost grows with the pixels fed in: frames are
-shrunk until their long side is at most ``max_side`` first.
+shrunk until their long side is at most ``max_side`` first. A side under ``MIN_SIDE`` px is padded
+(with black, below and to the right): on thinner inputs the network returns garbage boxes, even
+infinite ones, and rows that are not finite are dropped whatever the input.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from emolens.boxes import clip_box
 from emolens.inference.detectors import YUNET_LANDMARKS, Detection
 
 MODEL = Path(__file__).resolve().parent / "assets" / "yunet_n_640_640.onnx"
+#: Smallest side fed to the network (its coarsest feature map has a stride of 32).
+MIN_SIDE = 64
 
 
 class YuNetDetector:
@@ -54,11 +58,15 @@ class YuNetDetector:
         scale = min(1.0, self.max_side / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
+        if min(size) < MIN_SIDE:  # boxes keep their coordinates: the padding is below and to the right
+            small = cv2.copyMakeBorder(small, 0, max(0, MIN_SIDE - size[1]), 0, max(0, MIN_SIDE - size[0]),
+                                       cv2.BORDER_CONSTANT)
         net = self._net()
-        net.setInputSize(size)
+        net.setInputSize((small.shape[1], small.shape[0]))
         _, faces = net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         if faces is None:
             return np.zeros((0, 15), np.float32)
+        faces = faces[np.isfinite(faces).all(axis=1)]
         faces = faces[np.argsort(-faces[:, 14])]
         faces[:, 0:14:2] *= np.float32(w / size[0])  # x, width and landmark x
         faces[:, 1:14:2] *= np.float32(h / size[1])  # y, height and landmark y
