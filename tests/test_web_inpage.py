@@ -110,7 +110,8 @@ def test_export_web_command(tmp_path: Path) -> None:
     dest = tmp_path / "site"
     run = CliRunner().invoke(cli, ["export-web", str(dest), "--model", "fer2013-fast", "--detector", "blazeface-short"])
     assert run.exit_code == 0, run.output
-    assert "python -m http.server -d" in run.output
+    assert f"python -m http.server 8080 --bind 127.0.0.1 -d {dest}" in run.output  # this machine only, not serve's 8000
+    assert "http://127.0.0.1:8080/" in run.output
     files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
     assert {"index.html", "NOTICE.txt", "assets/config.json", "assets/model.onnx", "assets/detector.onnx",
             "static/app.js", "static/inpage/engine.mjs", "static/vendor/onnxruntime-web/LICENSE",
@@ -263,17 +264,32 @@ def test_browser_mode_sends_nothing_and_switches_to_the_server(server_url: str, 
 
 
 @pytest.mark.slow
-def test_static_export_from_a_plain_http_server(exported: tuple[str, Path], chrome) -> None:
+def test_static_export_from_a_plain_http_server(exported: tuple[str, Path], chrome, media: Path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     url, dest = exported
     network_events(chrome)
     chrome.get(f"{url}/")
     assert wait_for_mode(chrome) == "browser"
     assert chrome.execute_script("return document.getElementById('mode-server').disabled") is True
-    assert not chrome.find_element(By.ID, "upload").is_displayed()  # uploads need a server
+    assert not chrome.find_element(By.ID, "mode-server").is_displayed()  # no server choice without a server
+    assert not chrome.find_element(By.CSS_SELECTOR, "#live .stage").is_displayed()  # no black box, camera off
+    # a photo is recognised in the page: the faces Python finds, numbered left to right, nothing sent
+    chrome.find_element(By.ID, "file").send_keys(str(media / "pyfeat_multi_face.jpg"))
+    chrome.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+    WebDriverWait(chrome, 60).until(lambda d: d.find_element(By.ID, "annotated").get_attribute("hidden") is None)
+    assert "recognised in this browser" in chrome.find_element(By.ID, "upload-status").text
+    assert chrome.execute_script("return document.getElementById('annotated').naturalWidth") == 1000
+    ids = chrome.execute_script("return [...document.querySelectorAll('#result-table tr td:first-child')]"
+                                ".map((td) => td.textContent)")
+    assert ids == [str(i) for i in range(len(Recognizer("default", detector="blazeface").detect(
+        load_image(media / "pyfeat_multi_face.jpg"))))] and len(ids) >= 4
+    place = "return [...document.querySelectorAll('#live .controls > *')].map((e) => e.getBoundingClientRect().left)"
+    before = chrome.execute_script(place)
     chrome.find_element(By.ID, "start").click()
     check_face(wait_for_frames(chrome, 5)["faces"][0], json.loads((dest / "assets/config.json").read_text())["model"]["classes"])
+    assert chrome.execute_script(place) == before  # FPS and latency appear without moving the controls
     requests = outgoing(network_events(chrome))
     assert requests, "the network log recorded nothing"
     for request in requests:  # only its own files, only GET

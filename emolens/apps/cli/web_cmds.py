@@ -8,6 +8,9 @@ import typer
 
 from emolens.apps.cli.infer_cmds import MODEL_HELP
 
+#: The port the hint suggests for a static copy: not ``emolens serve``'s 8000, so both can run.
+STATIC_PORT = 8080
+
 
 def export_web_command(
     dest: Path = typer.Argument(..., help="Folder to write the page into (created; must be empty unless --force)."),
@@ -20,14 +23,16 @@ def export_web_command(
                                                   "(the bundled age model; adds 0.8 MB)."),
 ) -> None:
     """Write a self-contained static page (HTML, JS, WebAssembly runtime, ONNX models, licence
-    notice) that runs recognition in the browser: serve DEST from any static host, e.g.
-    `python -m http.server -d DEST`. It loads nothing but its own files and sends nothing anywhere."""
+    notice) that runs recognition in the browser, live and on photos: serve DEST from any static
+    host, e.g. `python -m http.server 8080 --bind 127.0.0.1 -d DEST`. It loads nothing but its own
+    files and sends nothing anywhere."""
     from emolens.apps.web.inpage import export_web
 
     files = export_web(dest, model, detector.strip().lower(), force, age)
     size = sum(f.stat().st_size for f in files)
     typer.echo(f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {dest}\n"
-               f"serve it with: python -m http.server -d {dest}  (then open http://127.0.0.1:8000/)")
+               f"serve it on this machine only with: python -m http.server {STATIC_PORT} --bind 127.0.0.1 -d {dest}\n"
+               f"then open http://127.0.0.1:{STATIC_PORT}/ (port {STATIC_PORT}: emolens serve uses 8000)")
 
 
 def register(app: typer.Typer) -> None:

@@ -134,7 +134,7 @@ def export_web(dest: str | Path, model: str | Path = "default", detector: str = 
 
     ``dest`` gets ``index.html``, ``static/`` (script, styles, the in-page modules, the vendored
     runtime), ``assets/`` (config.json and the ONNX files) and ``NOTICE.txt``; any static host
-    serves it (``python -m http.server -d DEST``). ``dest`` must be empty or absent unless ``force``.
+    serves it (``python -m http.server 8080 --bind 127.0.0.1 -d DEST``). ``dest`` must be empty or absent unless ``force``.
     ``age``: also estimate each face's apparent age in the page (``True``: the bundled ``age``
     model; or an age model's name or .onnx path). Returns the written files.
     """

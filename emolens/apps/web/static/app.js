@@ -1,5 +1,6 @@
 // emolens web page: live webcam recognition — in this browser (onnxruntime-web, nothing leaves the
-// page) or on the server (frames over a WebSocket) — and photo/video upload to the server.
+// page) or on the server (frames over a WebSocket) — and photo/video upload: to the server, or, in a
+// static copy (emolens export-web), photos recognised in this browser.
 "use strict";
 
 const API = "/api/v1";
@@ -78,6 +79,7 @@ async function startLive() {
     return;
   }
   live.video.srcObject = live.stream;
+  live.section.dataset.camera = "on";
   await live.video.play();
   $("stop").disabled = false;
   startLoop();
@@ -106,6 +108,7 @@ function stopLive(message = "Camera off") {
   stopLoop();
   live.stream?.getTracks().forEach((track) => track.stop());
   live.stream = null;
+  live.section.dataset.camera = "off";
   live.replies = [];
   $("fps").textContent = "–";
   $("live-faces").replaceChildren();
@@ -327,8 +330,8 @@ function renderTable(columns, rows) {
   table.replaceChildren(head, ...body);
 }
 
-function showImageResult(data) {
-  $("annotated").src = `data:image/jpeg;base64,${data.annotated_jpeg}`;
+function showImageResult(data, src = `data:image/jpeg;base64,${data.annotated_jpeg}`) {
+  $("annotated").src = src;
   $("annotated").hidden = false;
   const classes = data.faces.length ? Object.keys(data.faces[0].probabilities) : [];
   const rows = data.faces.map((face) => ({
@@ -362,6 +365,28 @@ function showVideoResult(data) {
   return `${data.frames} frames (${data.duration_s} s), ${data.summary.length} face(s); table: mean probabilities`;
 }
 
+/** A photo recognised in this page (no server): decoded by the browser (EXIF rotation applied),
+ *  analysed by the in-page engine, annotated by the live overlay's drawing and placement rule. */
+async function analyzeInPage(file) {
+  if (!file.type.startsWith("image/")) throw new Error(`${file.name}: expected a photo (videos need emolens serve)`);
+  const { fromRGBA } = await import("./inpage/imageops.mjs");
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    throw new Error(`${file.name}: not a readable image; expected JPEG, PNG, WebP, GIF or BMP`);
+  }
+  const canvas = document.createElement("canvas");
+  [canvas.width, canvas.height] = [bitmap.width, bitmap.height];
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const result = await live.engine.analyze(fromRGBA(pixels, canvas.width, canvas.height));
+  drawFaces(ctx, result, 1, Math.max(1, Math.min(canvas.width, canvas.height) / 480));
+  return showImageResult(result, canvas.toDataURL("image/jpeg", 0.85));
+}
+
 async function upload(event) {
   event.preventDefault();
   const file = $("file").files[0];
@@ -370,6 +395,15 @@ async function upload(event) {
   for (const id of ["annotated", "timeline", "csv"]) $(id).hidden = true;
   $("upload-result").hidden = true;
   $("upload-status").textContent = isVideo ? "Analyzing video…" : "Analyzing…";
+  if (!live.server) {
+    try {
+      $("upload-status").textContent = `${await analyzeInPage(file)} (recognised in this browser)`;
+      $("upload-result").hidden = false;
+    } catch (err) {
+      $("upload-status").textContent = `Failed: ${err.message}`;
+    }
+    return;
+  }
   const body = new FormData();
   body.append("file", file);
   try {
@@ -413,20 +447,23 @@ async function init() {
     const { fetchOk, loadEngine } = await import("./inpage/engine.mjs");
     config = await (await fetchOk(configUrl)).json();
     live.server = config.server;
-    $("upload").hidden = !live.server;
     live.engine = await loadEngine(config, configUrl, { threads: Number(params.get("threads")) || undefined });
     window.emolens.engine = live.engine;
   } catch (err) {
     window.emolens.error = location.protocol === "file:"
-      ? "open this page through a web server (python -m http.server -d FOLDER), not as a file"
+      ? "open this page through a web server (python -m http.server 8080 --bind 127.0.0.1 -d FOLDER), not as a file"
       : `in-browser recognition unavailable: ${err.message}`;
     console.warn(window.emolens.error);
     live.server = config ? config.server : location.protocol !== "file:";
   }
   $("mode-browser").disabled = !live.engine;
   $("mode-server").disabled = !live.server;
-  if (!live.server) $("mode-server").parentElement.title = "This page is a static copy: there is no server.";
-  $("upload").hidden = !live.server;
+  $("mode-server").parentElement.hidden = !live.server; // a static copy: there is no server to choose
+  $("upload").hidden = !live.server && !live.engine; // without a server, photos are recognised in the page
+  if (!live.server) {
+    $("file").accept = "image/*";
+    $("upload-title").textContent = "Analyze a photo (in this browser)";
+  }
   if (!live.engine && !live.server) {
     setLiveStatus(`Cannot run: ${window.emolens.error}`, "error");
     return;
