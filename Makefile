@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[train,web,dev,video,pandas]"
+	$(BIN)/pip install -q -e ".[train,web,dev,video,pandas,batch]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed  ## inference only (no torch), H.264 video output

@@ -31,7 +31,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "entry": {"apps"},  # emolens/__main__.py
 }
 #: Third-party packages a layer must never import (the torch-free runtime; data's torch modules are named).
-FORBIDDEN = {"ground": {"torch", "onnx"}, "inference": {"torch", "onnx"}, "data": {"torch"}}
+#: Ray and pyarrow (the ``[batch]`` extra) belong to ``apps/batch/`` alone: nothing below the apps needs them.
+FORBIDDEN = {"ground": {"torch", "onnx", "ray", "pyarrow"}, "inference": {"torch", "onnx", "ray", "pyarrow"},
+             "data": {"torch", "ray", "pyarrow"}}
 TORCH_DATA_MODULES = {"emolens.data.augment", "emolens.data.loader"}
 
 

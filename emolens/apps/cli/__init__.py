@@ -15,6 +15,7 @@ import typer
 
 import emolens
 from emolens.apps.cli import (
+    batch_cmds,
     cache_cmds,
     data_cmds,
     evaluate_cmds,
@@ -29,7 +30,7 @@ from emolens.errors import EmolensError
 #: Top-level module → the pip extra that installs it.
 EXTRAS = {"torch": "train", "onnx": "train", "sklearn": "train", "tensorboard": "train",
           "fastapi": "web", "uvicorn": "web", "multipart": "web", "python_multipart": "web", "websockets": "web",
-          "pandas": "pandas", "av": "video"}
+          "pandas": "pandas", "av": "video", "ray": "batch", "pyarrow": "batch"}
 
 app = typer.Typer(
     name="emolens",
@@ -100,7 +101,8 @@ def _command_boundary(command: str, fn: Callable[..., Any]) -> Callable[..., Any
     return run
 
 
-for module in (data_cmds, train_cmds, evaluate_cmds, export_cmds, infer_cmds, serve_cmds, web_cmds, cache_cmds):
+for module in (data_cmds, train_cmds, evaluate_cmds, export_cmds, infer_cmds, serve_cmds, web_cmds, cache_cmds,
+               batch_cmds):
     module.register(app)
 for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app.registered_groups)]:
     for info in group.registered_commands:
