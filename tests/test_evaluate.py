@@ -207,3 +207,19 @@ def test_detect_counts_photos_without_a_face_as_errors(affectnet_small, tmp_path
     # a photo without a face is a wrong prediction that falls in no column
     assert np.asarray(r["confusion_matrix"]).sum() == r["n"] - missing
     assert r["accuracy"] <= (r["n"] - missing) / r["n"]
+
+
+def test_evaluate_words_calibration_and_explains_trainings_figure(fer_small, tmp_path):
+    """The temperature line cannot read as a contradiction, and a run folder's evaluation says what
+    training measured for the same checkpoint and why the two figures differ."""
+    run = tmp_path / "run"
+    _checkpoint(run / "best.pt", FER)
+    (run / "config.json").write_text(json.dumps({"data": str(fer_small), "amp": "bf16"}))
+    (run / "history.csv").write_text("epoch,val_loss,val_acc\n1,1.9,0.1812\n2,1.8,0.1995\n3,1.85,0.1901\n")
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(run), "--data", str(fer_small), "--out",
+                                      str(tmp_path / "rep"), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "minimises log-loss on this split; ECE at it" in text and "best temperature" not in text
+    assert "training recorded validation accuracy 0.1995 at epoch 2" in text and "precision bf16" in text
+    assert "in fp32 on split" in text

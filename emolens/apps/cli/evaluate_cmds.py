@@ -54,9 +54,37 @@ def evaluate_cmd(
         line += f"  votes accuracy {report['votes_accuracy']:.4f} (n={report['votes_n']})"
     if "temperature_fit" in report:
         fit = report["temperature_fit"]
-        line += f"  (best temperature here {fit['temperature']:.2f}: ECE {fit['ece']:.4f})"
+        # the fit minimises log-loss, not ECE: its ECE can be the higher one
+        line += (f"  (temperature {fit['temperature']:.2f} minimises log-loss on this split; "
+                 f"ECE at it {fit['ece']:.4f})")
     console.print(line)
+    if (note := training_note(model, report)) is not None:
+        console.print(note)
     console.print(f"report: {out / 'metrics.json'}, {out / 'confusion_matrix.png'}")
+
+
+def training_note(model: str, report: dict) -> str | None:
+    """For a run folder: the validation accuracy training recorded for its best checkpoint, and why
+    this evaluation's figure may differ (None when the run holds no history)."""
+    import csv
+    import json
+
+    run = Path(model)
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        with (run / "history.csv").open(encoding="utf-8", newline="") as f:
+            history = [r for r in csv.DictReader(f) if r.get("val_acc")]
+    except (OSError, ValueError):
+        return None
+    if not history:
+        return None
+    best = max(history, key=lambda r: float(r["val_acc"]))
+    precision = config.get("amp", "?")
+    return (f"note: training recorded validation accuracy {float(best['val_acc']):.4f} at epoch {best['epoch']}, "
+            f"measured during training on the run's validation data ({config.get('data', '?')}) with precision "
+            f"{precision} and every class the run trained on; this evaluation runs the saved weights in fp32 on split "
+            f"{report['split']} of this dataset over the classes it shares with the model, so the figures can differ "
+            f"slightly")
 
 
 def _print_age_report(console, report: dict, data: Path, out: Path) -> None:
