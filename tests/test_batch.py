@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +255,45 @@ def test_two_node_cluster_survives_a_dead_node_and_a_killed_driver(reference: Pa
     finally:
         cluster.stop()
     assert not our_processes(str(ray_tmp)), "the test cluster left processes behind"
+
+
+EMBEDDED_PROBE = """
+import json, os, subprocess, sys
+import ray
+from ray._raylet import AuthenticationMode, get_authentication_mode
+from emolens.apps.batch.cluster import connect, disconnect
+connect(None, 1)
+node = ray._private.worker.global_worker.node
+pids = {p.process.pid for procs in node.all_processes.values() for p in procs} | {os.getpid()}
+lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
+listening = [line.split()[3] for line in lines if any(f"pid={p}," in line for p in pids)]
+others = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+joined = None
+if others:  # a client on the network, without the token, at the head's port on this machine's address
+    port = node.gcs_address.rsplit(":", 1)[1]
+    code = f"import ray; ray.init(address='{others[0]}:{port}', logging_level='ERROR')"
+    client = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+                            capture_output=True, text=True, timeout=120)
+    joined = "joined" if client.returncode == 0 else "refused" if "auth" in client.stderr.lower() else client.stderr
+print(json.dumps({"token": get_authentication_mode() == AuthenticationMode.TOKEN, "ip": node.node_ip_address,
+                  "listening": listening, "joined": joined}))
+disconnect()
+"""
+
+
+def test_embedded_ray_is_on_the_loopback_without_dashboard_and_refuses_clients_without_its_token(ray_tmp: Path
+                                                                                               ) -> None:
+    """Ray 2.60 binds its core gRPC servers to every interface whatever the node address (measured):
+    the embedded Ray runs on 127.0.0.2, starts no dashboard, client server or other HTTP listener,
+    and keeps token authentication on, so a client from the network without the token is refused."""
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2) to list listening sockets")
+    env = {k: v for k, v in ray_env(ray_tmp).items() if k != "RAY_AUTH_MODE"}  # the default a user gets
+    done = subprocess.run([sys.executable, "-c", EMBEDDED_PROBE], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["token"] and probe["ip"] == HEAD_IP
+    ports = {int(a.rsplit(":", 1)[1]) for a in probe["listening"]}
+    assert ports and not ports & {8265, 10001, 52365}  # dashboard, Ray client server, dashboard agent
+    assert probe["joined"] in (None, "refused"), probe["joined"]
+    assert not our_processes(str(ray_tmp))
