@@ -69,3 +69,28 @@ def create_model(
 def list_models() -> list[ModelInfo]:
     """Every registered model, sorted by name."""
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The model's classifier: its last ``nn.Linear`` (every registered family ends in one)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classifier")
+    return linears[-1]
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr: float = 1.0) -> list[dict]:
+    """Optimiser groups: the backbone at ``backbone_lr`` × ``lr``, then the classifier at ``lr``."""
+    head = {id(p) for p in classifier_of(model).parameters()}
+    return [
+        {"params": [p for p in model.parameters() if id(p) not in head], "lr": lr * backbone_lr},
+        {"params": list(classifier_of(model).parameters()), "lr": lr},
+    ]
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Stop (or restart) gradients to every parameter but the classifier's: a head-only warm-up."""
+    head = {id(p) for p in classifier_of(model).parameters()}
+    for p in model.parameters():
+        if id(p) not in head:
+            p.requires_grad_(not frozen)

@@ -130,6 +130,19 @@ class TrainConfig:
     init: str | None = _cli(
         None, help="Start from local weights (state dict or checkpoint); mismatched heads are skipped.", path=True,
     )
+    pretrained: str | None = _cli(  # a shipped name (emolens/models/pretrained/) or a .safetensors file
+        None, help="Start the backbone from pretrained weights: a shipped name (vggface2: face-identity MobileNet-v1 "
+                   "for --arch mobilenetv1) or a .safetensors file with its .json beside it.",
+    )
+    head_epochs: int = _cli(  # warm-up: the backbone is frozen (no gradients) for the first N epochs
+        0, help="Train only the classifier for the first N epochs, the backbone frozen (default {default}).",
+    )
+    backbone_lr: float = _cli(  # the backbone's learning rate as a multiple of --lr
+        1.0, help="Backbone learning rate as a multiple of --lr, e.g. 0.3 when fine-tuning (default {default}).",
+    )
+    freeze_bn: bool = _cli(  # BatchNorm layers stay in eval mode while training
+        False, help="Keep BatchNorm statistics fixed while training (fine-tuning a pretrained backbone).",
+    )
     workers: int = _cli(  # CPU threads per process; 0 = all available cores shared by local processes
         0, help="CPU threads per process; 0 = all cores shared by local processes.",
     )
@@ -173,6 +186,8 @@ class TrainConfig:
             raise ValueError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if self.head_epochs < 0 or self.backbone_lr < 0:
+            raise ValueError(f"head_epochs and backbone_lr must not be negative, got {self.head_epochs}, {self.backbone_lr}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch size and learning rate must be positive")
 

@@ -62,10 +62,16 @@ def train_one_epoch(
     batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     progress: bool = True,
     ema: AveragedModel | None = None,
+    freeze_bn: bool = False,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; returns loss, acc, images and images_per_s. ``ema``: a
-    moving average of the weights, updated after every optimiser step."""
+    moving average of the weights, updated after every optimiser step; ``freeze_bn``: BatchNorm
+    layers normalise with their running statistics and leave them unchanged."""
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, BATCHNORMS):
+                m.eval()
     # Running sums stay on the device: reading them every step would make the CPU wait for the
     # GPU and stop it queueing the next batches (only the terminal progress bar reads them).
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss × n, correct

@@ -50,8 +50,9 @@ def make_criterion(cfg: TrainConfig, classes: list[str], targets: np.ndarray, de
     return SoftTargetCrossEntropy(weight).to(device)
 
 
-def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (Nesterov) with the config's learning rate and weight decay."""
+def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter] | list[dict]) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (Nesterov) with the config's learning rate and weight decay (parameter
+    groups may set their own learning rate)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -66,7 +67,8 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per
         )
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * max(steps_per_epoch, 1))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                               total_steps=cfg.epochs * max(steps_per_epoch, 1))
 
 
 def step_scheduler(cfg: TrainConfig, scheduler: Any, score: float) -> None:

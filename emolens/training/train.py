@@ -29,6 +29,8 @@ from emolens.data.sources import (
 )
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
+from emolens.models.pretrained import load_pretrained, read_pretrained
+from emolens.models.registry import freeze_backbone, param_groups
 from emolens.preprocess import CropSpec
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
@@ -235,10 +237,15 @@ def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device,
 
 
 def _model(cfg: TrainConfig, num_classes: int, device: torch.device, info: distributed.DistInfo,
-           init: str | None, log: Log) -> tuple[nn.Module, nn.Module]:
-    """The model on ``device``, started from ``init`` weights when given, and the module that
-    trains it (the model itself, or its DDP wrapper)."""
+           resuming: bool, log: Log) -> tuple[nn.Module, nn.Module]:
+    """The model on ``device``, started from the pretrained and ``--init`` weights unless
+    ``resuming``, and the module that trains it (the model itself, or its DDP wrapper)."""
+    init = None if resuming else cfg.init
     model = create_model(cfg.model, num_classes, cfg.input_size, cfg.channels)
+    if cfg.pretrained and not resuming:
+        report = load_pretrained(model, cfg.pretrained)
+        log(f"pretrained {cfg.pretrained}: {len(report['loaded'])} tensors loaded; "
+            f"initialised here: {', '.join(k for k in report['untouched'] if not k.endswith('num_batches_tracked'))}")
     if init:
         report = init_from(model, init)
         log(f"init from {init}: {len(report['loaded'])} tensors loaded, {len(report['adapted'])} adapted "
@@ -247,7 +254,10 @@ def _model(cfg: TrainConfig, num_classes: int, device: torch.device, info: distr
     model.to(device, memory_format=memory_format(device, cfg.amp))  # see precision: no channels_last for fp32 on CPU
     if not info.enabled:
         return model, model
-    return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=cfg.head_epochs > 0,  # a frozen backbone gets no gradients in the warm-up
+    )
 
 
 def _resume(run: RunDir, state: TrainState, cfg: TrainConfig, rank: int, device: torch.device, log: Log) -> Progress:
@@ -305,9 +315,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     classes, train_loader, val_sets, targets, bn_loader = _loaders(cfg, crop, device, info, log)
     seed_everything(cfg.seed + info.rank)
     restarting = resume and run.last_pt.is_file()  # a run stopped in its first epoch starts again from --init
-    model, train_model = _model(cfg, len(classes), device, info, None if restarting else cfg.init, log)
+    model, train_model = _model(cfg, len(classes), device, info, restarting, log)
     criterion = make_criterion(cfg, classes, targets, device)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg, param_groups(model, cfg.lr, cfg.backbone_lr))
     state = TrainState(model, optimizer, make_scheduler(cfg, optimizer, len(train_loader)),
                        torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"), moving_average(model, cfg.ema))
     progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress.fresh(cfg.task)
@@ -320,7 +330,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     if info.is_main:
         run.open(cfg, progress.next_epoch)
     meta = {"task": cfg.task, "model_name": cfg.model, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
-            "config": cfg.to_dict()}
+            "config": cfg.to_dict(), **({"pretrained": read_pretrained(cfg.pretrained)[1]} if cfg.pretrained else {})}
     start, stop_reason = progress.next_epoch, "epochs done"
     epoch = start - 1
     for epoch in range(start, cfg.epochs):
@@ -329,11 +339,13 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
+        freeze_backbone(model, epoch < cfg.head_epochs)
+        lr = optimizer.param_groups[-1]["lr"]  # the head's (the last group)
         train = train_one_epoch(
             train_model, train_loader, criterion, optimizer, device, epoch=epoch, amp_dtype=AMP_DTYPES[cfg.amp],
             scaler=state.scaler, clip_grad=cfg.clip_grad,
             batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True, ema=state.ema,
+            freeze_bn=cfg.freeze_bn,
         )
         if bn_loader is not None:
             recompute_batchnorm(state.evaluated, bn_loader, device)
