@@ -80,6 +80,21 @@ def test_version_and_short_help():
     assert "--arch" in train_help and train_help.count("(required unless --resume)") == 2
 
 
+def test_help_flows_its_paragraphs_and_names_value_types():
+    """A docstring's hard line breaks are not kept (they came out as ragged lines); options show
+    PATH/TEXT/INT rather than Python annotations, flags show no type at all."""
+    from emolens.apps.cli.helptext import reflow
+
+    wide = runner.invoke(app, ["analyze", "-h"], env={"COLUMNS": "200"}).output
+    assert "probability bars. Each video also writes <stem>.timeline.csv" in wide  # one line, not two
+    for name in ("<bool>", "<list[Path]>", "<str>", "<path>", "<int"):
+        assert name not in wide, name
+    assert [line.split()[1:3] for line in wide.splitlines() if "--json " in line or "--batch-size " in line] == [
+        ["--json", "PATH"], ["--batch-size", "INT"]]
+    assert [line.split()[1:3] for line in wide.splitlines() if "--age " in line] == [["--age", "also"]]  # a flag
+    assert reflow("one\ntwo\n\n- a\n- b\n  more\n\n\bkept\nas is") == "one two\n\n- a\n- b\n  more\n\n\bkept\nas is"
+
+
 def test_train_refuses_to_overwrite_a_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 import emolens
 from emolens.apps.cli import (
@@ -25,6 +26,7 @@ from emolens.apps.cli import (
     train_cmds,
     web_cmds,
 )
+from emolens.apps.cli.helptext import HelpCommand
 from emolens.errors import EmolensError
 
 #: Top-level module → the pip extra that installs it.
@@ -107,6 +109,8 @@ for module in (data_cmds, train_cmds, evaluate_cmds, export_cmds, infer_cmds, se
 for prefix, group in [("", app), *((f"{g.name} ", g.typer_instance) for g in app.registered_groups)]:
     for info in group.registered_commands:
         info.callback = _command_boundary(prefix + (info.name or info.callback.__name__), info.callback)
+        if info.cls in (None, TyperCommand):  # paragraphs that wrap, value names instead of Python types
+            info.cls = HelpCommand
 
 
 def main() -> None:
