@@ -223,3 +223,19 @@ def test_evaluate_words_calibration_and_explains_trainings_figure(fer_small, tmp
     assert "minimises log-loss on this split; ECE at it" in text and "best temperature" not in text
     assert "training recorded validation accuracy 0.1995 at epoch 2" in text and "precision bf16" in text
     assert "in fp32 on split" in text
+
+
+def test_training_curves_tick_whole_epochs():
+    """curves.png: epoch ticks are whole numbers, also for a run of three epochs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from emolens.evaluation.plots import curves_figure
+
+    history = [{"epoch": e, "train_acc": 0.2 + 0.1 * e, "val_acc": 0.2 + 0.08 * e, "train_loss": 2 - 0.3 * e,
+                "val_loss": 2.1 - 0.25 * e} for e in (1, 2, 3)]
+    fig = curves_figure(history)
+    FigureCanvasAgg(fig).draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -373,3 +373,18 @@ def test_annotated_video_keeps_the_sources_audio(rec, media, tmp_path, clip):
         video_s = float(out.streams.video[0].duration * out.streams.video[0].time_base)
         audio_s = float(out.streams.audio[0].duration * out.streams.audio[0].time_base)
     assert video_s == pytest.approx(30 / video.fps, abs=0.05) and audio_s == pytest.approx(video_s, abs=0.1)
+
+
+def test_timeline_legend_sits_beside_the_curves(rec, media):
+    """The timeline's legend covers no panel (inside the first panel it hid the curves)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from emolens.inference.report import timeline_figure
+
+    fig = timeline_figure(analyze_video(rec, media / "pyfeat_single_face.mp4", max_frames=20))
+    FigureCanvasAgg(fig).draw()
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert [t.get_text() for t in legend.get_texts()] == list(rec.classes)
+    assert fig.axes and not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    assert box.x1 <= fig.bbox.x1 + 1  # and stays inside the picture

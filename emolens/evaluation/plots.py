@@ -19,9 +19,12 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
-def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+def curves_figure(history: Sequence[Mapping[str, float]]) -> Figure:
     """Train/validation accuracy and loss per epoch (rows with keys epoch, train_*, val_*); an age
-    run (rows with ``val_mae``) gets a third panel with the validation MAE."""
+    run (rows with ``val_mae``) gets a third panel with the validation MAE. Epoch ticks are whole
+    numbers (a short run would otherwise get ticks at 1.5, 2.5, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     age = "val_mae" in history[0]
     fig = new_figure(figsize=(15 if age else 10, 4))
@@ -38,7 +41,14 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Pat
         ax.set_title(("accuracy (age: exact bin / val CS(5))" if age else "accuracy") if metric == "acc" else "loss")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """:func:`curves_figure` written to ``path`` (atomically)."""
+    return _save(curves_figure(history), path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:

@@ -38,7 +38,9 @@ def timeline_figure(result: VideoResult, max_faces: int = 8) -> Figure:
         ax.set_ylabel("probability")
         ax.set_title(f"face #{face_id}" if rows else "no face found", fontsize=10)
     axes[-1].set_xlabel("time (s)")
-    axes[0].legend(loc="upper right", ncol=min(4, len(result.classes)), fontsize=8)
+    # one legend for every panel, beside them: inside a panel it covers the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="emotion", title_fontsize=8)
     title = Path(result.source).name if not result.source.startswith("camera") else result.source
     fig.suptitle(title.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))  # undecodable bytes → �
     return fig
