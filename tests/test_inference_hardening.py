@@ -95,6 +95,31 @@ def test_no_onnxruntime_telemetry_files(media: Path, tmp_path: Path) -> None:
     assert left == [], left  # ONNX Runtime 1.32 wrote ~/.cache/Microsoft/... and $TMPDIR/.ses
 
 
+def test_onnxruntime_imported_first_gets_no_telemetry_from_emolens(media: Path, tmp_path: Path) -> None:
+    """``import onnxruntime`` itself writes its device id, event database and session file (1.32, before
+    any emolens code runs: nothing emolens can prevent); every session emolens creates then turns
+    the events off, so the database holds no more than that import's own event."""
+    import sqlite3
+
+    def events_after(code: str, where: Path) -> int:
+        home, temp = where / "home", where / "tmp"
+        home.mkdir(parents=True)
+        temp.mkdir()
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HOME": str(home), "TMPDIR": str(temp), "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr
+        databases = list(home.rglob("onnxruntime.db"))
+        if not databases:
+            return 0
+        with sqlite3.connect(databases[0]) as db:
+            return db.execute("select count(*) from events").fetchone()[0]
+
+    alone = events_after("import onnxruntime", tmp_path / "alone")
+    with_emolens = events_after("import onnxruntime\nfrom emolens import Recognizer\n"
+                                f"Recognizer(attributes='age').analyze({str(media / PHOTOS[0])!r})", tmp_path / "both")
+    assert with_emolens <= alone
+
+
 def test_cli_errors_are_one_line_and_skip_the_input(media: Path, tmp_path: Path) -> None:
     photo = media / PHOTOS[0]
     long_name = tmp_path / ("a" * 300 + ".jpg")

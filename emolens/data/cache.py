@@ -20,6 +20,11 @@ from emolens.preprocess import resize_to
 
 _CACHE_VERSION = 2
 _CHUNK = 256
+#: The arrays of a cache file; ``emolens_cache`` (the cache version) marks the file as written by
+#: this cache, so ``emolens cache clear`` deletes nothing else. Files written before the marker hold
+#: exactly the other four.
+_MARKER = "emolens_cache"
+_ARRAYS = frozenset({"images", "labels", "kept", "skipped"})
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +36,25 @@ def cache_path(split: Split, size: int, channels: int, cache_dir: Path | None = 
     """The cache file for ``split`` at size×size×channels (its name holds a hash of every input)."""
     key = hashlib.sha256(f"{_CACHE_VERSION}:{split.fingerprint()}:{size}:{channels}:{contrast}".encode()).hexdigest()[:24]
     return Path(cache_dir or default_cache_dir()) / f"{split.name}-{size}px-{channels}ch-{key}.npz"
+
+
+def is_cache_file(path: Path) -> bool:
+    """Whether ``path`` is a file this cache wrote: a regular file (not a link) named as
+    :func:`cache_path` names them, holding exactly the cache's arrays."""
+    if path.is_symlink() or not path.is_file() or not path.match("*-*px-*ch-*.npz"):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            arrays = {name.removesuffix(".npy") for name in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return arrays in (_ARRAYS | {_MARKER}, _ARRAYS)
+
+
+def cache_files(cache_dir: Path | None = None) -> list[Path]:
+    """The files of the cache folder (default :func:`default_cache_dir`) that this cache wrote."""
+    folder = Path(cache_dir or default_cache_dir())
+    return sorted(p for p in folder.glob("*.npz") if is_cache_file(p)) if folder.is_dir() else []
 
 
 def load_arrays(
@@ -48,7 +72,8 @@ def load_arrays(
     cached = _read_cache(path)
     if cached is None:
         images, labels, kept, skipped = _decode(split, size, channels, workers, contrast)
-        _write_cache(path, images=images, labels=labels, kept=kept, skipped=np.asarray(skipped, dtype=str))
+        _write_cache(path, images=images, labels=labels, kept=kept, skipped=np.asarray(skipped, dtype=str),
+                     **{_MARKER: np.asarray(_CACHE_VERSION)})
     else:
         images, labels, kept, skipped = cached
     if len(skipped):

@@ -45,8 +45,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
         raise FileNotFoundError(f"{path} is a folder without one exported .onnx model{found}; recognition runs "
                                 f"ONNX models: for a training run, " + export_hint.format(run=path))
     if path.suffix in (".pt", ".pth") and path.is_file():
-        raise FileNotFoundError(f"{path} is a PyTorch checkpoint; recognition runs ONNX models: "
-                                + export_hint.format(run=path.parent))
+        onnx = path.with_suffix(".onnx")
+        raise FileNotFoundError(f"{path} is a PyTorch checkpoint; recognition runs ONNX models: export it first: "
+                                f"emolens export {path} --out {onnx}, then --model {onnx}")
     if path.is_file():
         return path
     name = DEFAULT_MODEL if text == "default" else text

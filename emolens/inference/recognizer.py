@@ -48,6 +48,8 @@ class Recognizer:
         if "smoothing" in detector_opts:
             raise TypeError("smoothing is a stream setting: analyze_video(..., smoothing=...) or "
                             "StreamAnalyzer(recognizer, smoothing=...)")
+        if isinstance(attributes, str):  # attributes="age" means ("age",), not the letters a, g, e
+            attributes = (attributes,)
         unknown = sorted(set(attributes) - set(ATTRIBUTES))
         if unknown:
             raise ValueError(f"unknown face attribute(s) {', '.join(unknown)}: expected some of {', '.join(ATTRIBUTES)}")

@@ -8,8 +8,7 @@ import typer
 
 cache_app = typer.Typer(help="The decoded-image cache ($EMOLENS_CACHE, default ~/.cache/emolens).",
                         no_args_is_help=True)
-#: The files emolens writes there: ``<split>-<size>px-<channels>ch-<key>.npz``.
-PATTERN = "*-*px-*ch-*.npz"
+CACHE_DIR_HELP = "Cache folder (default $EMOLENS_CACHE or ~/.cache/emolens)."
 
 
 def register(app: typer.Typer) -> None:
@@ -23,25 +22,30 @@ def _folder(cache_dir: Path | None) -> Path:
     return cache_dir or default_cache_dir()
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(PATTERN)) if folder.is_dir() else []
-
-
 @cache_app.command("info")
-def info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $EMOLENS_CACHE or ~/.cache/emolens).")) -> None:
+def info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
     """Where the cache is, how many decoded splits it holds and their size."""
+    from emolens.data.cache import cache_files
+
     folder = _folder(cache_dir)
-    files = _files(folder)
+    files = cache_files(folder)
     size = sum(f.stat().st_size for f in files)
     typer.echo(f"{folder}: {len(files)} cached split(s), {size / 1e6:.1f} MB")
 
 
 @cache_app.command("clear")
-def clear(cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $EMOLENS_CACHE or ~/.cache/emolens).")) -> None:
-    """Delete the cached splits (they are rebuilt from the datasets when next needed)."""
+def clear(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
+    """Delete the cached splits (they are rebuilt from the datasets when next needed). Only files the
+    cache wrote are deleted (each carries a marker); anything else in the folder stays."""
+    from emolens.data.cache import cache_files
+
     folder = _folder(cache_dir)
-    files = _files(folder)
-    size = sum(f.stat().st_size for f in files)
-    for f in files:
-        f.unlink()
-    typer.echo(f"{folder}: removed {len(files)} cached split(s), {size / 1e6:.1f} MB")
+    removed = size = 0
+    for f in cache_files(folder):
+        try:
+            size += f.stat().st_size
+            f.unlink()
+            removed += 1
+        except FileNotFoundError:  # removed meanwhile (another clear)
+            continue
+    typer.echo(f"{folder}: removed {removed} cached split(s), {size / 1e6:.1f} MB")

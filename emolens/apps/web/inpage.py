@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import emolens
+from emolens.apps.web.sitedir import MANIFEST, fresh_folder
 from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
@@ -32,6 +33,12 @@ BROWSER_DETECTORS = {"blazeface": "full", "blazeface-short": "short"}
 DEFAULT_BROWSER_DETECTOR = "blazeface"
 #: Files of ``static/`` that an exported page keeps under ``static/`` (next to ``inpage/`` and ``vendor/``).
 PAGE_FILES = ("app.js", "style.css")
+#: What the page may load: its own files (scripts, styles, models, the runtime and its workers), data:
+#: and blob: images, the camera; it may compile WebAssembly but never evaluate strings as code.
+#: ``emolens serve`` sends it as a header (adding frame-ancestors, which only a header can set); an
+#: exported page carries it in a meta tag.
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; "
+            "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'")
 
 
 @dataclass(frozen=True)
@@ -137,26 +144,29 @@ def export_web(dest: str | Path, model: str | Path = "default", detector: str = 
     serves it (``python -m http.server 8080 --bind 127.0.0.1 -d DEST``). ``dest`` must be empty or absent unless ``force``.
     ``age``: also estimate each face's apparent age in the page (``True``: the bundled ``age``
     model; or an age model's name or .onnx path). Returns the written files.
+
+    The page is written into a new folder that then takes ``dest``'s place
+    (:func:`~emolens.apps.web.sitedir.fresh_folder`): with ``force`` an earlier export is replaced,
+    and a folder holding anything else is moved aside whole (``DEST.previous``), never deleted.
     """
     dest = Path(dest)
-    if dest.exists() and not dest.is_dir():
-        raise FileExistsError(f"{dest} is a file; expected a folder to write the page into")
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        raise FileExistsError(f"{dest} is not empty; choose an empty folder or pass --force to overwrite")
     age_model = AgeEstimator.load("age" if age is True else age) if age else None
     assets = inpage_assets(model, detector, server=False, age=age_model)
-    static = dest / "static"
-    for sub in ("static/inpage", "static/vendor", "assets"):
-        shutil.rmtree(dest / sub, ignore_errors=True)
-    static.mkdir(parents=True, exist_ok=True)
-    shutil.copy(STATIC / "index.html", dest / "index.html")
-    for name in PAGE_FILES:
-        shutil.copy(STATIC / name, static / name)
-    shutil.copytree(STATIC / "inpage", static / "inpage")
-    shutil.copytree(STATIC / "vendor", static / "vendor")
-    (dest / "assets").mkdir()
-    (dest / "assets" / "config.json").write_text(json.dumps(assets.config, indent=2) + "\n")
-    for name, path in assets.files.items():
-        shutil.copy(path, dest / "assets" / name)
-    (dest / "NOTICE.txt").write_text(notice(assets))
-    return sorted(p for p in dest.rglob("*") if p.is_file())
+    with fresh_folder(dest, force) as tmp:
+        static = tmp / "static"
+        static.mkdir()
+        charset = '<meta charset="utf-8">'
+        page = (STATIC / "index.html").read_text(encoding="utf-8")
+        assert charset in page, "static/index.html lost its charset meta tag"
+        (tmp / "index.html").write_text(page.replace(
+            charset, f'{charset}\n  <meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">', 1), encoding="utf-8")
+        for name in PAGE_FILES:
+            shutil.copy(STATIC / name, static / name)
+        shutil.copytree(STATIC / "inpage", static / "inpage")
+        shutil.copytree(STATIC / "vendor", static / "vendor")
+        (tmp / "assets").mkdir()
+        (tmp / "assets" / "config.json").write_text(json.dumps(assets.config, indent=2) + "\n")
+        for name, path in assets.files.items():
+            shutil.copy(path, tmp / "assets" / name)
+        (tmp / "NOTICE.txt").write_text(notice(assets))
+    return sorted(p for p in dest.rglob("*") if p.is_file() and p.name != MANIFEST)

@@ -39,6 +39,7 @@ from emolens.apps.web.guards import (
     WorkLimit,
     guarded_protocol,
 )
+from emolens.apps.web.inpage import PAGE_CSP
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
 from emolens.apps.web.uploads import keep_upload, looks_like_image
@@ -58,10 +59,9 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).with_name("static")
 MB = 1024 * 1024
-#: The page may only use what this server serves (plus the camera and data: images); it may
-#: compile WebAssembly (in-browser recognition) but never evaluate strings as code.
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; "
-       "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+#: The page may only use what this server serves (see :data:`~emolens.apps.web.inpage.PAGE_CSP`),
+#: and no other site may frame it.
+CSP = f"{PAGE_CSP}; frame-ancestors 'none'"
 #: Cross-origin isolation (COOP + COEP) lets the in-browser runtime use WebAssembly threads.
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin",
