@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from emolens.errors import ModelError
+
 TASKS: tuple[str, ...] = ("expression", "age")
 MAX_AGE = 100
 #: One class per year of age, named by the age; the last bin holds every age ≥ MAX_AGE.
@@ -64,7 +66,7 @@ def bin_centers(classes: Sequence[str]) -> np.ndarray:
     try:
         return np.asarray([float(c) for c in classes], np.float32)
     except ValueError:
-        raise ValueError(f"not an age model: classes {', '.join(list(classes)[:5])}... are not ages") from None
+        raise ModelError(f"not an age model: classes {', '.join(list(classes)[:5])}... are not ages") from None
 
 
 def gaussian_targets(bins: np.ndarray, num_bins: int = MAX_AGE + 1, sigma: float = 2.0) -> np.ndarray:

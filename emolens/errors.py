@@ -1,7 +1,9 @@
 """The one exception family of emolens: catch :class:`EmolensError` for any input emolens cannot use.
 
 Every class is a ``ValueError`` (callers that caught ``ValueError`` keep working); every message
-names the file or input and what was expected.
+names the file or input and what was expected. Errors raised where input enters emolens (files,
+options, configs, model files, datasets) are of this family, so the CLI reports exactly these
+(and the system's ``OSError``) as one line, and anything else, a bug, with its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class ImageReadError(DatasetError, InputError):
 
 class ModelError(EmolensError):
     """A model, checkpoint or weights file that cannot be used as asked (missing, unknown, wrong shape)."""
+
+
+class ConfigError(EmolensError):
+    """An option, setting or argument that cannot be used as given (a CLI flag, a training config, a
+    detector or model name)."""
 
 
 class DatasetWarning(UserWarning):

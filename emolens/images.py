@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emolens.errors import InputError, LimitError
+from emolens.errors import ConfigError, InputError, LimitError
 from emolens.limits import MAX_PIXELS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
@@ -117,7 +117,7 @@ def load_image(image: ImageInput, color: Color = "rgb", max_pixels: int = MAX_PI
     convention, or "bgr" for OpenCV frames).
     """
     if color not in ("rgb", "bgr"):
-        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        raise ConfigError(f"color must be 'rgb' or 'bgr', got {color!r}")
     name = describe(image)
     if isinstance(image, (str, os.PathLike, bytes)):
         return decode(image, max_pixels, name)[0]

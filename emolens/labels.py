@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emolens.errors import ConfigError
+
 EMOTIONS: tuple[str, ...] = (
     "neutral",
     "happy",
@@ -55,7 +57,7 @@ def canonical(name: str) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
-    raise ValueError(
+    raise ConfigError(
         f"unknown emotion name {name!r}: expected one of {', '.join(EMOTIONS)} or a common alias"
     )
 
@@ -83,7 +85,7 @@ class ClassSelection:
 
     def __post_init__(self) -> None:
         if self.keep and self.drop:
-            raise ValueError("choose either keep or drop, not both")
+            raise ConfigError("choose either keep or drop, not both")
 
     @classmethod
     def parse(
@@ -98,7 +100,7 @@ class ClassSelection:
             for item in filter(None, (m.strip() for m in merge.split(";"))):
                 target, _, sources = item.partition("=")
                 if not sources:
-                    raise ValueError(f"merge {item!r}: expected TARGET=SOURCE+SOURCE")
+                    raise ConfigError(f"merge {item!r}: expected TARGET=SOURCE+SOURCE")
                 merged[canonical(target)] = tuple(canonical(s) for s in sources.split("+"))
         elif merge:
             merged = {canonical(t): tuple(canonical(s) for s in src) for t, src in merge.items()}
@@ -114,18 +116,18 @@ class ClassSelection:
         for target, sources in self.merge.items():
             for s in sources:
                 if s not in source_to_target:
-                    raise ValueError(f"merge source {s!r} is not a class of this dataset ({', '.join(classes)})")
+                    raise ConfigError(f"merge source {s!r} is not a class of this dataset ({', '.join(classes)})")
                 source_to_target[s] = target
         targets = list(dict.fromkeys(t for t in source_to_target.values() if t is not None))
         for name in (*self.keep, *self.drop):
             if name not in targets:
-                raise ValueError(f"class {name!r} is not a class of this dataset ({', '.join(targets)})")
+                raise ConfigError(f"class {name!r} is not a class of this dataset ({', '.join(targets)})")
         if self.keep:
             result = [c for c in self.keep]
         else:
             result = [c for c in targets if c not in self.drop]
         if not result:
-            raise ValueError("the class selection leaves no classes")
+            raise ConfigError("the class selection leaves no classes")
         return result, {s: (t if t in result else None) for s, t in source_to_target.items()}
 
     @property

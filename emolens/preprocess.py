@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from emolens.errors import ConfigError, InputError
+
 #: Inputs are scaled to [-1, 1]: (x / 255 - MEAN) / STD, for every channel.
 MEAN = 0.5
 STD = 0.5
@@ -37,11 +39,11 @@ class CropSpec:
 
     def __post_init__(self) -> None:
         if self.contrast not in CONTRASTS:
-            raise ValueError(f"contrast must be one of {', '.join(CONTRASTS)}, got {self.contrast!r}")
+            raise ConfigError(f"contrast must be one of {', '.join(CONTRASTS)}, got {self.contrast!r}")
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.size < 8:
-            raise ValueError(f"input size must be at least 8 px, got {self.size}")
+            raise ConfigError(f"input size must be at least 8 px, got {self.size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,7 +115,7 @@ def crop_box(
     """
     x1, y1, x2, y2 = (int(round(v)) for v in expand_box(box, margin, square))
     if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"empty face box {box}")
+        raise InputError(f"empty face box {box}")
     h, w = image.shape[:2]
     pad = max(0, -x1, -y1, x2 - w, y2 - h)
     if pad:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.errors import InputError
+from emolens.errors import ConfigError, InputError
 from emolens.inference.annotate import draw_fps, save_image
 from emolens.inference.capture import is_camera, is_realtime
 from emolens.inference.recognizer import Recognizer
@@ -109,7 +109,7 @@ def run_live(recognizer: Recognizer, source: str | int = 0, out_dir: str | Path 
     the timeline files of :func:`~emolens.inference.report.write_video_outputs` there.
     """
     if not window and out_dir is None:
-        raise ValueError("a headless run (no window) needs an output folder for the annotated video and timeline")
+        raise ConfigError("a headless run (no window) needs an output folder for the annotated video and timeline")
     stem = source_stem(source)
     out = Path(out_dir) if out_dir is not None else None
     viewer = _open_window() if window else None

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from emolens.errors import ConfigError
+
 
 class BatchAugment(torch.nn.Module):
     """Random per-sample rotation, zoom, shift, horizontal flip, pad+crop and erasing of a float N×C×H×W batch.
@@ -30,7 +32,7 @@ class BatchAugment(torch.nn.Module):
     ) -> None:
         super().__init__()
         if zoom[0] <= 0 or zoom[1] < zoom[0]:
-            raise ValueError(f"zoom must be (min, max) with 0 < min <= max, got {zoom}")
+            raise ConfigError(f"zoom must be (min, max) with 0 < min <= max, got {zoom}")
         self.rotation = float(rotation)
         self.zoom = (float(zoom[0]), float(zoom[1]))
         self.shift = float(shift)
@@ -112,7 +114,7 @@ class Mixup(torch.nn.Module):
     def __init__(self, alpha: float, num_classes: int) -> None:
         super().__init__()
         if alpha < 0:
-            raise ValueError(f"mixup alpha must be non-negative, got {alpha}")
+            raise ConfigError(f"mixup alpha must be non-negative, got {alpha}")
         self.alpha = float(alpha)
         self.num_classes = num_classes
 

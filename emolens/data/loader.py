@@ -17,7 +17,7 @@ from torch import Tensor
 from emolens.data.augment import Mixup
 from emolens.data.sources import epoch_indices
 from emolens.data.splits import Split
-from emolens.errors import DatasetError, DatasetWarning
+from emolens.errors import ConfigError, DatasetError, DatasetWarning
 from emolens.preprocess import MEAN, STD, resize_to
 
 
@@ -39,7 +39,7 @@ class _BatchLoader:
         mixup: Mixup | None = None,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.mix = mix

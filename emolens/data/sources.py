@@ -35,7 +35,7 @@ import numpy as np
 
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
-from emolens.errors import DatasetError
+from emolens.errors import ConfigError, DatasetError
 from emolens.labels import ClassSelection, canonical_or_none
 from emolens.preprocess import CropSpec
 
@@ -59,11 +59,11 @@ class SourceSpec:
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
-            raise ValueError(f"--data {self.path}: weight must be positive, got {self.weight}")
+            raise ConfigError(f"--data {self.path}: weight must be positive, got {self.weight}")
         if not 0.0 <= self.label_mix <= 1.0:
-            raise ValueError(f"--data {self.path}: label_mix must be in [0, 1], got {self.label_mix}")
+            raise ConfigError(f"--data {self.path}: label_mix must be in [0, 1], got {self.label_mix}")
         if self.margin is not None and not -0.4 <= self.margin <= 1.0:
-            raise ValueError(f"--data {self.path}: margin must be in [-0.4, 1], got {self.margin}")
+            raise ConfigError(f"--data {self.path}: margin must be in [-0.4, 1], got {self.margin}")
 
     @classmethod
     def parse(cls, text: str) -> SourceSpec:
@@ -75,12 +75,12 @@ class SourceSpec:
             key, sep, value = option.partition("=")
             key = key.strip()
             if not sep or key not in known:
-                raise ValueError(f"--data {text!r}: option {option!r} is not KEY=VALUE with KEY one of {', '.join(known)}")
+                raise ConfigError(f"--data {text!r}: option {option!r} is not KEY=VALUE with KEY one of {', '.join(known)}")
             if key in ("weight", "label_mix", "margin"):
                 try:
                     values[key] = float(value)
                 except ValueError:
-                    raise ValueError(f"--data {text!r}: {key} must be a number, got {value!r}") from None
+                    raise ConfigError(f"--data {text!r}: {key} must be a number, got {value!r}") from None
             else:
                 values[key] = value.replace("+", ",") if key in ("keep", "drop") else value
         return cls(path=path, **values)  # type: ignore[arg-type]
@@ -163,7 +163,7 @@ def parse_holdout(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         k = n = -1
     if not sep or n < 2 or not 0 <= k < n:
-        raise ValueError(f"holdout must be K/N with N ≥ 2 and 0 ≤ K < N (e.g. 0/2), got {text!r}")
+        raise ConfigError(f"holdout must be K/N with N ≥ 2 and 0 ≤ K < N (e.g. 0/2), got {text!r}")
     return k, n
 
 
@@ -188,7 +188,7 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
     )
     val_name = next((n for n in VAL_SPLITS if n in dataset.splits), None)
     if "train" not in dataset.splits or val_name is None:
-        raise ValueError(f"{spec.path}: training needs a train split and a val/test split, found {', '.join(dataset.splits)}")
+        raise DatasetError(f"{spec.path}: training needs a train split and a val/test split, found {', '.join(dataset.splits)}")
     to_run = np.array([classes.index(c) for c in dataset.classes])
     mask = np.zeros(len(classes), bool)
     mask[to_run] = True
@@ -208,7 +208,7 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
         columns, votes = read_votes(spec.votes)
         unknown = [c for c in columns if c not in classes]
         if unknown:
-            raise ValueError(f"{spec.votes}: vote classes {', '.join(unknown)} are not among the run's classes")
+            raise DatasetError(f"{spec.votes}: vote classes {', '.join(unknown)} are not among the run's classes")
         mask[[classes.index(c) for c in columns]] = True
         counts = vote_matrix(k_train, votes, columns, classes)
         has = ~np.isnan(counts[:, 0])
@@ -217,7 +217,7 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
         val_votes = plurality(vote_matrix(k_val, votes, columns, classes))
         notes.append(f"votes for {has.sum()} of {len(has)} training images (label_mix {spec.label_mix})")
         if not has.any():
-            raise ValueError(f"{spec.votes}: no vote row matches an image of {spec.path} (paths must be relative to its root)")
+            raise DatasetError(f"{spec.votes}: no vote row matches an image of {spec.path} (paths must be relative to its root)")
     targets[:, ~mask] = np.nan
     if holdout is not None:
         keep = ~in_fold(k_train, *holdout)

@@ -192,7 +192,7 @@ class Dataset:
         """The split called ``name`` (aliases: validation/valid/val/publictest → "val", ...)."""
         key = canonical_split(name) or name
         if key not in self.splits:
-            raise KeyError(f"{self.root}: no split {name!r}; available splits: {', '.join(self.splits) or 'none'}")
+            raise DatasetError(f"{self.root}: no split {name!r}; available splits: {', '.join(self.splits) or 'none'}")
         return self.splits[key]
 
 

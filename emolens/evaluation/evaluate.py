@@ -15,6 +15,7 @@ import numpy as np
 from emolens.age import age_metrics, is_age_model, parse_utkface_name, predicted_age
 from emolens.boxes import box_iou, from_yolo
 from emolens.data import load_arrays, load_dataset
+from emolens.errors import ConfigError, DatasetError
 from emolens.evaluation.metrics import compute_metrics, expected_calibration_error, fit_temperature, rescale
 from emolens.evaluation.plots import plot_age_scatter, plot_confusion_matrix
 from emolens.evaluation.predictors import load_predictor
@@ -38,7 +39,7 @@ def tta_views(faces: np.ndarray, mode: str) -> list[np.ndarray]:
     crop at 87.5 % of the size, resized back, and their mirror images.
     """
     if mode not in TTA_MODES:
-        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
     if mode == "none":
         return [faces]
     if mode == "flip":
@@ -84,7 +85,7 @@ def _detected_faces(split, predictor: Predictor, detector: str, align: bool = Fa
 
     paths = getattr(split, "paths", None)
     if not paths:
-        raise ValueError(f"--detect needs a dataset of image files; split {split.name!r} has none")
+        raise DatasetError(f"--detect needs a dataset of image files; split {split.name!r} has none")
     det = create_detector(detector)
     spec = predictor.crop
     boxes = getattr(split, "boxes", None)
@@ -116,7 +117,7 @@ def _votes_accuracy(probs: np.ndarray, classes: list[str], keys: np.ndarray, vot
     pred = np.array([vote_classes.index(known[j]) for j in probs[:, columns].argmax(axis=1)]) if len(probs) else truth
     has = truth >= 0
     if not has.any():
-        raise ValueError(f"{votes}: no vote row matches an evaluated image (paths must be relative to the dataset root)")
+        raise DatasetError(f"{votes}: no vote row matches an evaluated image (paths must be relative to the dataset root)")
     return float((pred[has] == truth[has]).mean()), int(has.sum())
 
 
@@ -128,7 +129,7 @@ def evaluate_age(predictor: Predictor, samples: Samples, out_dir: str | Path, *,
     parsed = [parse_utkface_name(Path(str(k)).name) for k in samples.keys]
     unnamed = [str(k) for k, p in zip(samples.keys, parsed) if p is None]
     if unnamed:
-        raise ValueError(f"{unnamed[0]}: age evaluation needs UTKFace-named images (<age>_<gender>_<race>_<datetime>.jpg); "
+        raise DatasetError(f"{unnamed[0]}: age evaluation needs UTKFace-named images (<age>_<gender>_<race>_<datetime>.jpg); "
                          f"{len(unnamed)} of {len(parsed)} are not")
     found = ~samples.missing
     true = np.array([p[0] for p in parsed], np.float64)[found]
@@ -171,12 +172,12 @@ def evaluate_model(
     ``votes_accuracy``: agreement with each image's single most-voted class (ties and images
     without votes left out), predictions restricted to the voted classes the model knows."""
     if tta not in TTA_MODES:
-        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     predictor = load_predictor(model, device)
     dataset = load_dataset(data, format=format, crop=predictor.crop)
     split_name = split or next((s for s in DEFAULT_SPLITS if s in dataset.splits), None)
     if split_name is None:
-        raise ValueError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")
+        raise DatasetError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")
     data_split = dataset.split(split_name)
     if is_age_model(predictor.classes):
         samples = (_detected_faces(data_split, predictor, detector, align) if detect
@@ -187,7 +188,7 @@ def evaluate_model(
         })
     shared, only_model, only_data = match_classes(predictor.classes, dataset.classes)
     if not shared:
-        raise ValueError(
+        raise DatasetError(
             f"model classes ({', '.join(predictor.classes)}) and data classes ({', '.join(dataset.classes)}) share none"
         )
     samples = (

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.age import predicted_age
+from emolens.errors import ModelError
 from emolens.inference.runtime import create_session
 from emolens.labels import canonical
 from emolens.predictor import predict_in_batches
@@ -42,11 +43,11 @@ def resolve_model(name_or_path: str | Path) -> Path:
         if len(models) == 1:
             return models[0]
         found = f" (it holds {len(models)}: give one of them)" if models else ""
-        raise FileNotFoundError(f"{path} is a folder without one exported .onnx model{found}; recognition runs "
+        raise ModelError(f"{path} is a folder without one exported .onnx model{found}; recognition runs "
                                 f"ONNX models: for a training run, " + export_hint.format(run=path))
     if path.suffix in (".pt", ".pth") and path.is_file():
         onnx = path.with_suffix(".onnx")
-        raise FileNotFoundError(f"{path} is a PyTorch checkpoint; recognition runs ONNX models: export it first: "
+        raise ModelError(f"{path} is a PyTorch checkpoint; recognition runs ONNX models: export it first: "
                                 f"emolens export {path} --out {onnx}, then --model {onnx}")
     if path.is_file():
         return path
@@ -55,8 +56,8 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if bundled.is_file():
         return bundled
     if path.suffix or "/" in text or os.sep in text:
-        raise FileNotFoundError(f"model file or folder {text} does not exist (bundled models: {available})")
-    raise FileNotFoundError(f"no bundled model {name!r} (bundled models: {available}, in {WEIGHTS}); "
+        raise ModelError(f"model file or folder {text} does not exist (bundled models: {available})")
+    raise ModelError(f"no bundled model {name!r} (bundled models: {available}, in {WEIGHTS}); "
                             f"or give the path of a model file or run folder")
 
 
@@ -68,7 +69,7 @@ class EmotionClassifier:
         self.session = create_session(self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "emolens" not in meta:
-            raise ValueError(f"{self.path}: no 'emolens' metadata (classes, crop); export it with emolens")
+            raise ModelError(f"{self.path}: no 'emolens' metadata (classes, crop); export it with emolens")
         info = json.loads(meta["emolens"])
         self.task: str = info.get("task", "expression")
         self.classes: tuple[str, ...] = tuple(canonical(c) if self.task == "expression" else c for c in info["classes"])
@@ -115,7 +116,7 @@ class AgeEstimator(EmotionClassifier):
     def __init__(self, path: str | Path):
         super().__init__(path)
         if self.task != "age":
-            raise ValueError(f"{self.path}: an {self.task} model, not an age model (train one with --task age)")
+            raise ModelError(f"{self.path}: an {self.task} model, not an age model (train one with --task age)")
 
     @classmethod
     def load(cls, name_or_path: str | Path = "age") -> AgeEstimator:

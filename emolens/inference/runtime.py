@@ -7,6 +7,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from emolens.errors import ModelError
+
 
 def cpu_threads() -> int:
     """Intra-op threads: ``EMOLENS_THREADS`` or the usable cores, at most 4 (small models stop scaling)."""
@@ -34,4 +36,4 @@ def create_session(model: str | Path | bytes, threads: int | None = None) -> ort
     except Exception as e:  # noqa: BLE001  (onnxruntime raises its own types: Fail, InvalidGraph, ...)
         name = "<model bytes>" if isinstance(model, bytes) else str(model)
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{name}: not a usable ONNX model ({first_line})") from None
+        raise ModelError(f"{name}: not a usable ONNX model ({first_line})") from None

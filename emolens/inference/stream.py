@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from emolens.errors import ConfigError
 from emolens.images import Color
 from emolens.inference.detectors import Detection
 from emolens.inference.recognizer import Recognizer
@@ -21,7 +22,7 @@ from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
 def check_detect_every(value: int) -> int:
     """``value`` if it is a usable detection interval (at least 1), else ValueError."""
     if value < 1:
-        raise ValueError(f"detect_every must be at least 1, got {value}")
+        raise ConfigError(f"detect_every must be at least 1, got {value}")
     return int(value)
 
 

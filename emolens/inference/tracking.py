@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from emolens.boxes import iou_matrix
+from emolens.errors import ConfigError
 from emolens.inference.results import FaceResult
 
 #: Default smoothing for video and live streams (still images are never smoothed).
@@ -20,7 +21,7 @@ DEFAULT_SMOOTHING = 0.6
 def check_smoothing(value: float) -> float:
     """``value`` when it is a valid smoothing factor in [0, 1); ValueError otherwise."""
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1) (0 turns it off), got {value}")
+        raise ConfigError(f"smoothing must be in [0, 1) (0 turns it off), got {value}")
     return float(value)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emolens.errors import ModelError
 from emolens.files import atomic_write
 from emolens.models.registry import create_model
 
@@ -42,9 +43,9 @@ def resolve_checkpoint(path_or_run_dir: str | Path) -> Path:
         for name in (BEST, LAST):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path}: run folder without {BEST} or {LAST}")
+        raise ModelError(f"{path}: run folder without {BEST} or {LAST}")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
+        raise ModelError(f"{path}: no such checkpoint file or run folder")
     return path
 
 
@@ -69,19 +70,19 @@ def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
             pickled = f.read(1) == b"\x80"  # the PROTO opcode of torch's legacy format
         zipped = zipfile.is_zipfile(path)
     except OSError as e:
-        raise ValueError(f"{path}: cannot be read: {e.strerror or e}") from None
+        raise ModelError(f"{path}: cannot be read: {e.strerror or e}") from None
     if not pickled and not zipped:
-        raise ValueError(f"{path}: not a readable torch checkpoint (expected a .pt file written by torch.save)")
+        raise ModelError(f"{path}: not a readable torch checkpoint (expected a .pt file written by torch.save)")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files: refused or read
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
-            raise ValueError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
+            raise ModelError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
         found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
         what = f"a Python object ({found.group(1) or found.group(2)})" if found else "pickle instructions"
-        raise ValueError(f"{path}: refused: it holds {what} beyond weights; emolens loads only tensors, "
+        raise ModelError(f"{path}: refused: it holds {what} beyond weights; emolens loads only tensors, "
                          f"numbers, strings and numpy arrays, since unpickling anything else can run code") from None
     except Exception as e:  # noqa: BLE001  (torch raises several unrelated types for a bad file)
         raise ValueError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
@@ -98,7 +99,7 @@ def load_checkpoint(path_or_run_dir: str | Path, map_location: str | torch.devic
     ckpt = _read(path, map_location)
     missing = [k for k in ("model", "model_name", "classes", "crop") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: not an emolens checkpoint (missing {', '.join(missing)})")
+        raise ModelError(f"{path}: not an emolens checkpoint (missing {', '.join(missing)})")
     return ckpt
 
 
@@ -131,7 +132,7 @@ def init_from(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     differ (e.g. the classifier head) are skipped. Returns {"loaded", "adapted", "skipped", "missing"}."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--init {path}: no such weights file")
+        raise ModelError(f"--init {path}: no such weights file")
     obj = _read(path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
@@ -139,7 +140,7 @@ def init_from(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"--init {path}: expected a state dict or a checkpoint with a 'model' state dict")
+        raise ModelError(f"--init {path}: expected a state dict or a checkpoint with a 'model' state dict")
     src = {k.removeprefix("module."): v for k, v in obj.items()}
     own = model.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "adapted": [], "skipped": [], "missing": []}
@@ -159,6 +160,6 @@ def init_from(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
             report["loaded"].append(name)
         new_state[name] = value.to(tensor.dtype)
     if not new_state:
-        raise ValueError(f"--init {path}: no parameter name matches this model")
+        raise ModelError(f"--init {path}: no parameter name matches this model")
     model.load_state_dict(new_state, strict=False)
     return report

@@ -23,6 +23,7 @@ import onnx
 import torch
 
 from emolens.age import is_age_model
+from emolens.errors import ConfigError
 from emolens.files import atomic_write
 from emolens.labels import canonical, remap
 from emolens.models.checkpoint import load_checkpoint, load_model
@@ -90,9 +91,9 @@ def quantize_int8(fp32: str | Path, out: str | Path, *, mode: str = "static", ca
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if mode not in INT8_MODES:
-        raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
+        raise ConfigError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
     if mode == "static" and (calibration is None or not len(calibration)):
-        raise ValueError("static int8 quantisation needs calibration faces (give --data)")
+        raise ConfigError("static int8 quantisation needs calibration faces (give --data)")
     fp32, out = Path(fp32), Path(out)
     meta = next(p.value for p in onnx.load(fp32).metadata_props if p.key == METADATA_KEY)
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,10 +190,10 @@ def export_checked(
     ``data``'s ``check_split`` (default data: the run's own). Static int8 is calibrated on the
     train split; without data it raises ValueError before writing anything."""
     if int8 is not None and int8 not in INT8_MODES:
-        raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {int8!r}")
+        raise ConfigError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {int8!r}")
     found = Path(data) if data is not None else run_data(checkpoint)
     if (found is None or not found.exists()) and int8 == "static":
-        raise ValueError(f"static int8 needs calibration faces: dataset {found or '(none)'} not found; give --data")
+        raise ConfigError(f"static int8 needs calibration faces: dataset {found or '(none)'} not found; give --data")
     out = Path(out)
     checked = found is not None and found.exists()
     with Bar(f"export {out.name}", total=1 + (int8 is not None) + checked) as bar:

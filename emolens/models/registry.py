@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from emolens.errors import ConfigError, ModelError
+
 Builder = Callable[..., nn.Module]
 
 
@@ -50,7 +52,7 @@ def get_model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(sorted(_REGISTRY))}") from None
+        raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(_REGISTRY))}") from None
 
 
 def create_model(
@@ -75,7 +77,7 @@ def classifier_of(model: nn.Module) -> nn.Module:
     """The model's classifier: its last ``nn.Linear`` (every registered family ends in one)."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"{type(model).__name__} has no linear classifier")
+        raise ModelError(f"{type(model).__name__} has no linear classifier")
     return linears[-1]
 
 

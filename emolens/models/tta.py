@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from emolens.errors import ConfigError
+
 GRAPH_TTA = ("none", "flip")
 
 
@@ -24,5 +26,5 @@ class FlipAverage(nn.Module):
 def with_tta(model: nn.Module, tta: str) -> nn.Module:
     """``model`` wrapped for ``tta`` (``none``: the model itself; ``flip``: :class:`FlipAverage`)."""
     if tta not in GRAPH_TTA:
-        raise ValueError(f"tta must be one of {', '.join(GRAPH_TTA)}, got {tta!r}")
+        raise ConfigError(f"tta must be one of {', '.join(GRAPH_TTA)}, got {tta!r}")
     return FlipAverage(model) if tta == "flip" else model

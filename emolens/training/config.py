@@ -9,6 +9,7 @@ from typing import Any
 
 from emolens.age import TASKS
 from emolens.data.sources import parse_holdout
+from emolens.errors import ConfigError
 from emolens.files import write_json
 from emolens.preprocess import CONTRASTS
 
@@ -159,37 +160,37 @@ class TrainConfig:
         if isinstance(self.teacher, str):
             self.teacher = [self.teacher]
         if not self.data:
-            raise ValueError("at least one --data source is required")
+            raise ConfigError("at least one --data source is required")
         if not 0.0 <= self.distill_weight <= 1.0:
-            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         for name, allowed in (
             ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
             ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),
             ("contrast", CONTRASTS), ("task", TASKS),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.age_sigma <= 0 or self.age_l1 < 0:
-            raise ValueError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
+            raise ConfigError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
         if self.task == "age" and self.teacher and self.distill_weight > 0.5:
-            raise ValueError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
+            raise ConfigError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
                              "reads each image's own age as the top bin of its mixed target")
         parse_holdout(self.holdout)
         if self.mixup < 0:
-            raise ValueError(f"mixup must be 0 (off) or a positive α, got {self.mixup}")
+            raise ConfigError(f"mixup must be 0 (off) or a positive α, got {self.mixup}")
         if self.task == "age" and self.mixup > 0:
-            raise ValueError("--task age trains without --mixup: the L1 term reads each image's own age as the top "
+            raise ConfigError("--task age trains without --mixup: the L1 term reads each image's own age as the top "
                              "bin of its target, which mixing two faces would move")
         if self.precise_bn < 0:
-            raise ValueError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
+            raise ConfigError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.head_epochs < 0 or self.backbone_lr < 0:
-            raise ValueError(f"head_epochs and backbone_lr must not be negative, got {self.head_epochs}, {self.backbone_lr}")
+            raise ConfigError(f"head_epochs and backbone_lr must not be negative, got {self.head_epochs}, {self.backbone_lr}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs, batch size and learning rate must be positive")
+            raise ConfigError("epochs, batch size and learning rate must be positive")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,4 +209,4 @@ class TrainConfig:
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"{path}: expected a training config.json ({e})") from e
+            raise ConfigError(f"{path}: expected a training config.json ({e})") from e

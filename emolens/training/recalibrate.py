@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from emolens.data.sources import SourceSpec, load_source
+from emolens.errors import ConfigError, DatasetError
 from emolens.models.checkpoint import load_model, save_checkpoint
 from emolens.preprocess import CropSpec
 from emolens.training.engine import recompute_batchnorm
@@ -26,17 +27,17 @@ def recalibrate_checkpoint(
     specs; default: the run's own sources, as its config records them) and write the checkpoint,
     otherwise unchanged, to ``out`` (.pt). ValueError when a source cannot be read."""
     if images < 1:
-        raise ValueError(f"--images must be at least 1, got {images}")
+        raise ConfigError(f"--images must be at least 1, got {images}")
     model, meta = load_model(checkpoint)
     specs = data or meta.get("config", {}).get("data") or []
     if not specs:
-        raise ValueError(f"{checkpoint}: the checkpoint records no training data; give --data")
+        raise ConfigError(f"{checkpoint}: the checkpoint records no training data; give --data")
     crop = CropSpec.from_dict(meta["crop"])
     pools = []
     for text in specs:
         spec = SourceSpec.parse(text)
         if not Path(spec.path).exists():
-            raise ValueError(f"{spec.path}: dataset not found (recorded by the run); give --data")
+            raise DatasetError(f"{spec.path}: dataset not found (recorded by the run); give --data")
         pools.append(load_source(spec, list(meta["classes"]), crop, cache_dir=cache_dir).train_images)
     loader = precise_bn_loader(np.concatenate(pools), images, batch_size, seed=seed)
     recompute_batchnorm(model, loader, torch.device("cpu"))

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from emolens.errors import ConfigError
 from emolens.evaluation.plots import plot_curves
 from emolens.files import atomic_write
 from emolens.models.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
@@ -180,7 +181,7 @@ class RunDir:
     def resumed_config(self, given: dict[str, Any]) -> TrainConfig:
         """The saved config, fitted to this machine, with the ``given`` settings on top."""
         if not self.config_json.is_file():
-            raise ValueError(f"--resume {self.path}: no {CONFIG} there (not a run folder)")
+            raise ConfigError(f"--resume {self.path}: no {CONFIG} there (not a run folder)")
         saved = on_this_machine(TrainConfig.load(self.config_json).to_dict(), given)
         return TrainConfig.from_dict({**saved, **given, "out": str(self.path)})
 

@@ -24,6 +24,7 @@ from emolens.age import AGE_CLASSES, is_age_model, predicted_age
 from emolens.data.cache import load_arrays
 from emolens.data.datasets import load_dataset
 from emolens.data.sources import VAL_SPLITS, SourceSpec, in_fold, plurality, read_votes, union_classes, vote_matrix
+from emolens.errors import ConfigError, DatasetError
 from emolens.evaluation.evaluate import predict_tta
 from emolens.evaluation.predictors import load_predictor
 from emolens.files import atomic_path, write_json
@@ -63,10 +64,10 @@ def load_teacher_outputs(path: str | Path, classes: Sequence[str], members: str 
             keys = [str(k) for k in z["keys"]]
             probs = z["probs"].astype(np.float32)
     except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: expected a teacher-outputs .npz written by `emolens teach` ({e})") from e
+        raise DatasetError(f"{path}: expected a teacher-outputs .npz written by `emolens teach` ({e})") from e
     chosen = list(range(len(probs))) if not members else [int(m) for m in members.split(",")]
     if not chosen or any(not 0 <= m < len(probs) for m in chosen):
-        raise ValueError(f"{path}: teacher members {members!r} out of range (the file holds {len(probs)})")
+        raise DatasetError(f"{path}: teacher members {members!r} out of range (the file holds {len(probs)})")
     mean = mean_of_members(probs[chosen])
     out = np.zeros((len(keys), len(classes)), np.float32)
     for j, c in enumerate(classes):
@@ -118,7 +119,7 @@ def save_teacher_outputs(
     classes = union_classes([p.classes for p in predictors])
     age = [is_age_model(p.classes) for p in predictors]
     if any(age) != all(age):
-        raise ValueError("teachers must be all age models or all expression models")
+        raise ConfigError("teachers must be all age models or all expression models")
     age_classes = None  # age teachers: the report gives each one's MAE
     if all(age):
         classes = age_classes = list(AGE_CLASSES)  # bin order, as every age model has them
@@ -146,7 +147,7 @@ def save_teacher_outputs(
                     with_keys=True,
                 )
                 if keys is not None and not np.array_equal(keys, k):
-                    raise ValueError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
+                    raise ConfigError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
                 keys, name, data_classes = k, spec.name or dataset.name, dataset.classes
                 labels = np.array([classes.index(c) if c in classes else -1 for c in data_classes])[y]
                 rows = in_fold(k, *holdout) if holdout and split_name == "train" else np.ones(len(k), bool)
@@ -185,7 +186,7 @@ def save_teacher_outputs(
                 ))
                 break  # one validation split per source
     if not all_keys:
-        raise ValueError("no train or validation split found in any source")
+        raise DatasetError("no train or validation split found in any source")
     probs = np.stack([np.concatenate(p) for p in all_probs]).astype(np.float16)
     out = Path(out)
     with atomic_path(out) as tmp, tmp.open("wb") as f:

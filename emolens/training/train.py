@@ -27,6 +27,7 @@ from emolens.data.sources import (
     source_classes,
     union_classes,
 )
+from emolens.errors import ConfigError, DatasetError
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
 from emolens.models.pretrained import load_pretrained, read_pretrained
@@ -57,7 +58,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda":
         name = f"cuda:{distributed.from_environment().local_rank}"  # this process's GPU under torchrun
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
 
 
@@ -108,7 +109,7 @@ def _sources(cfg: TrainConfig) -> list[SourceSpec]:
     ]
     names = [s.name or Path(s.path).stem for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"two --data sources share a name ({', '.join(names)}); give each a name=...")
+        raise ConfigError(f"two --data sources share a name ({', '.join(names)}); give each a name=...")
     return specs
 
 
@@ -138,7 +139,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     per_source = [source_classes(s) for s in specs]
     is_age = [c == list(AGE_CLASSES) for c in per_source]
     if any(is_age) != (cfg.task == "age") or any(is_age) != all(is_age):
-        raise ValueError(f"--data {', '.join(s.path for s in specs)}: "
+        raise DatasetError(f"--data {', '.join(s.path for s in specs)}: "
                          + ("--task age trains on age data only (UTKFace-style folders)" if cfg.task == "age"
                             else "age data (UTKFace layout) trains with --task age"))
     classes = list(AGE_CLASSES) if cfg.task == "age" else union_classes(per_source)
@@ -181,7 +182,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
             f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
             + "".join(f"; {note}" for note in s.notes))
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
-        raise ValueError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
+        raise ConfigError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
     return classes, train_loader, val_sets, targets, bn_loader
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from emolens.age import decade_counts, is_age_model
 from emolens.data.check import CheckReport, check_dataset, plot_distribution
+from emolens.errors import ConfigError
 
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 
@@ -58,7 +59,7 @@ def pack(
     from emolens.data.pack import pack_dataset
 
     if out.suffix != ".npz":
-        raise ValueError(f"--out {out}: expected a .npz file name")
+        raise ConfigError(f"--out {out}: expected a .npz file name")
     counts = pack_dataset(path, out, size, channels, format=format, margin=margin)
     summary = ", ".join(f"{name} {n}" for name, n in counts.items())
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {summary} faces at {size}px×{channels}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from emolens.errors import ConfigError
 from emolens.inference.detectors import DEFAULT_DETECTOR, DEFAULT_STREAM_DETECTOR, list_detectors
 from emolens.inference.tracking import DEFAULT_SMOOTHING
 from emolens.limits import MAX_PIXELS
@@ -250,7 +251,7 @@ def _check_outputs(json_out: Path | None, csv_out: Path | None, annotate_dir: Pa
     if annotate_dir is not None and annotate_dir.exists() and not annotate_dir.is_dir():
         problems.append(f"--annotate {annotate_dir}: is a file; expected a folder")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ConfigError("; ".join(problems))
 
 
 def _expand(inputs: list[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[dict[str, str]]]:

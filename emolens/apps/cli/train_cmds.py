@@ -16,6 +16,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 import typer
 
 from emolens.age import describe_classes
+from emolens.errors import ConfigError
 from emolens.training.config import TrainConfig
 
 DEFAULTS = TrainConfig(data="", out="")  # the recipe defaults, shown in --help
@@ -147,7 +148,7 @@ def train_cmd(**options: Any) -> None:
             cfg = RunDir(resume).resumed_config(given)
         else:
             if not data or out is None:
-                raise ValueError("--data and --out are required (or --resume RUN_DIR)")
+                raise ConfigError("--data and --out are required (or --resume RUN_DIR)")
             if not force and RunDir(out).holds_run():
                 raise FileExistsError(f"--out {out} already holds a run: continue it with --resume {out}, "
                                       f"or start over with --force (its checkpoints are overwritten)")
@@ -190,7 +191,7 @@ def recalibrate_cmd(
     from emolens.training.recalibrate import recalibrate_checkpoint
 
     if out.suffix != ".pt":
-        raise ValueError(f"--out {out}: expected a .pt file")
+        raise ConfigError(f"--out {out}: expected a .pt file")
     recalibrate_checkpoint(checkpoint, out, data=data, images=images, seed=seed, cache_dir=cache_dir, log=typer.echo)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import emolens
 from emolens.apps.web.sitedir import MANIFEST, fresh_folder
+from emolens.errors import ConfigError
 from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.recognizer import Recognizer
 from emolens.inference.tracking import DEFAULT_SMOOTHING, FaceTracker
@@ -65,7 +66,7 @@ def inpage_assets(model: str | Path | EmotionClassifier = "default", detector: s
     from emolens.inference.detectors.blazeface import ASSETS, BlazeFaceDetector
 
     if detector not in BROWSER_DETECTORS:
-        raise ValueError(f"detector {detector!r} does not run in the browser; choose one of "
+        raise ConfigError(f"detector {detector!r} does not run in the browser; choose one of "
                          f"{', '.join(BROWSER_DETECTORS)}")
     classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
     variant = BROWSER_DETECTORS[detector]

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emolens.errors import ConfigError
+
 #: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
 #: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
 #: and, on frames where it finds nothing (close-ups), YuNet at 320 px.
@@ -143,16 +145,16 @@ def create_detector(name: str | None = "default", **opts: Any) -> Detector:
     key = "none" if name is None else DEFAULT_DETECTOR if name == "default" else name.strip().lower()
     if "," in key:
         if opts:
-            raise ValueError(f"detector options {sorted(opts)} cannot apply to the fallback chain {name!r}")
+            raise ConfigError(f"detector options {sorted(opts)} cannot apply to the fallback chain {name!r}")
         return FallbackChain([create_detector(part) for part in key.split(",")])
     make = _REGISTRY.get(key) or _yunet_sized(key)
     if make is None:
-        raise ValueError(f"unknown face detector {name!r}: choose one of default, {', '.join(list_detectors())}, "
+        raise ConfigError(f"unknown face detector {name!r}: choose one of default, {', '.join(list_detectors())}, "
                          f"yunet-N (YuNet at N px), or a fallback chain such as 'blazeface,yunet'")
     try:
         return make(**opts)
     except TypeError as e:  # an option the detector does not take
-        raise ValueError(f"face detector {key!r}: {e}") from e
+        raise ConfigError(f"face detector {key!r}: {e}") from e
 
 
 #: Images at most this many pixels on their long side and near square look like face crops.

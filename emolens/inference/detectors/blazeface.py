@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from emolens.boxes import box_iou, clip_box, iou_matrix, rescale_box
+from emolens.errors import ConfigError, ModelError
 from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection
 from emolens.inference.runtime import create_session
 
@@ -69,7 +70,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) ->
 def _load(variant: str):
     path = ASSETS / f"blazeface_{variant}.onnx"
     if not path.is_file():
-        raise FileNotFoundError(f"BlazeFace model {path} is missing; rebuild it with scripts/convert_blazeface.py")
+        raise ModelError(f"BlazeFace model {path} is missing; rebuild it with scripts/convert_blazeface.py")
     # One thread: a 192×192 pass is too small to gain from a second (measured 2.2 ms either way,
     # while waking idle workers costs more), and the other core stays free for video decoding.
     session = create_session(path, threads=1)
@@ -103,7 +104,7 @@ class BlazeFaceDetector:
                  verify_score: float | None = None, max_verify: int = 4, context: float = 3.0,
                  iou_threshold: float | None = None):
         if variant not in ("full", "short"):
-            raise ValueError(f"BlazeFace variant must be 'full' or 'short', got {variant!r}")
+            raise ConfigError(f"BlazeFace variant must be 'full' or 'short', got {variant!r}")
         self.name = "blazeface" if variant == "full" else "blazeface-short"
         self.session, self.options, self.anchors = _load(variant)
         self.size = int(self.options["input_width"])
@@ -116,7 +117,7 @@ class BlazeFaceDetector:
         default_iou = self.options["min_suppression_threshold"]
         self.iou_threshold = float(default_iou if iou_threshold is None else iou_threshold)
         if len(self.anchors) != self.options["num_boxes"]:
-            raise RuntimeError(f"{len(self.anchors)} anchors generated, the model has {self.options['num_boxes']}")
+            raise ModelError(f"{len(self.anchors)} anchors generated, the model has {self.options['num_boxes']}")
 
     def letterbox(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, int, int]:
         """Fit the image into the square model input (aspect kept, centred, black borders).

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from emolens.boxes import clip_box, rescale_box
+from emolens.errors import ModelError
 from emolens.inference.detectors import Detection
 
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -29,7 +30,7 @@ def _cascade(filename: str) -> cv2.CascadeClassifier:
     path = cv2.data.haarcascades + filename
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
-        raise RuntimeError(f"cannot load the Haar cascade {path}: is opencv-python(-headless) 4.x installed?")
+        raise ModelError(f"cannot load the Haar cascade {path}: is opencv-python(-headless) 4.x installed?")
     return cascade
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from emolens.boxes import clip_box
+from emolens.errors import ConfigError, ModelError
 from emolens.inference.detectors import YUNET_LANDMARKS, Detection
 
 MODEL = Path(__file__).resolve().parent / "assets" / "yunet_n_640_640.onnx"
@@ -33,11 +34,11 @@ class YuNetDetector:
 
     def __init__(self, min_score: float = 0.8, max_side: int = 640, nms_threshold: float = 0.3, top_k: int = 200):
         if not MODEL.is_file():
-            raise FileNotFoundError(f"YuNet model {MODEL} is missing; reinstall emolens (it ships in the package)")
+            raise ModelError(f"YuNet model {MODEL} is missing; reinstall emolens (it ships in the package)")
         if not hasattr(cv2, "FaceDetectorYN"):
-            raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN: YuNet needs opencv-python(-headless) 4.x")
+            raise ModelError(f"OpenCV {cv2.__version__} has no FaceDetectorYN: YuNet needs opencv-python(-headless) 4.x")
         if not 0.0 < min_score <= 1.0 or max_side < 32:
-            raise ValueError(f"YuNet needs 0 < min_score <= 1 and max_side >= 32, got {min_score}, {max_side}")
+            raise ConfigError(f"YuNet needs 0 < min_score <= 1 and max_side >= 32, got {min_score}, {max_side}")
         self.min_score = float(min_score)
         self.max_side = int(max_side)
         self.name = "yunet" if self.max_side == 640 else f"yunet-{self.max_side}"
