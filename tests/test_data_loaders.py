@@ -10,7 +10,7 @@ import torch
 
 from emolens.data import load_arrays, load_dataset
 from emolens.data.augment import BatchAugment, Mixup
-from emolens.data.loader import ArrayLoader, StreamingLoader
+from emolens.data.loader import ArrayLoader
 from emolens.preprocess import normalize
 
 
@@ -104,17 +104,3 @@ def test_array_loader_epochs_and_sharding(fer_val: tuple[np.ndarray, np.ndarray]
     seen = [order(s, 2) for s in shards]
     assert len({len(s) for s in shards}) == 1 and all(len(s) == 19 for s in seen)  # 56 samples padded to 57
     assert set().union(*map(set, seen)) == set(ids.tolist())
-
-
-def test_streaming_loader_matches_array_loader(fer_small: Path, fer_val: tuple[np.ndarray, np.ndarray]) -> None:
-    split = load_dataset(fer_small).split("val")
-    stream = StreamingLoader(split, 48, 1, batch_size=16, shuffle=False, workers=0)
-    arrays = ArrayLoader(*fer_val, batch_size=16, shuffle=False)
-    assert len(stream) == len(arrays) == 4
-    for (xs, ys), (xa, ya) in zip(stream, arrays):
-        torch.testing.assert_close(xs, xa)
-        assert torch.equal(ys, ya)
-    torch.manual_seed(0)
-    augmented = StreamingLoader(split, 32, 3, batch_size=16, augment=BatchAugment(), workers=0)
-    x, _ = next(iter(augmented))
-    assert x.shape == (16, 3, 32, 32)

@@ -1,13 +1,12 @@
-"""Batches for training and evaluation: in-memory uint8 arrays or streamed from a split.
+"""Batches for training and evaluation from in-memory uint8 arrays.
 
-Both loaders shuffle deterministically per epoch (``seed`` + ``set_epoch``), shard across DDP
+The loaders shuffle deterministically per epoch (``seed`` + ``set_epoch``), shard across DDP
 ranks like ``DistributedSampler`` (every rank gets the same number of batches), normalise exactly
 like :func:`emolens.preprocess.normalize` and augment whole batches on ``device``.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,9 +15,8 @@ from torch import Tensor
 
 from emolens.data.augment import Mixup
 from emolens.data.sources import epoch_indices
-from emolens.data.splits import Split
-from emolens.errors import ConfigError, DatasetError, DatasetWarning
-from emolens.preprocess import MEAN, STD, resize_to
+from emolens.errors import ConfigError
+from emolens.preprocess import MEAN, STD
 
 
 class _BatchLoader:
@@ -130,83 +128,3 @@ class ArrayLoader(_BatchLoader):
         order = torch.from_numpy(np.concatenate(batches)).to(self.device)
         for index in order.split([len(b) for b in batches]):
             yield self._finish(self._images[index], self._labels[index])
-
-
-class _SplitSamples(torch.utils.data.Dataset):
-    """Decodes one sample of a split at the loader's size: (image, label, error message or "")."""
-
-    def __init__(self, split: Split, size: int, channels: int) -> None:
-        self.split, self.size, self.channels = split, size, channels
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int, str]:
-        try:
-            return resize_to(self.split.read(i), self.size, self.channels), int(self.split.labels[i]), ""
-        except DatasetError as e:
-            return np.empty(0, np.uint8), -1, str(e)
-
-
-def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[Tensor, Tensor, list[str]]:
-    good = [s for s in samples if not s[2]]
-    errors = [s[2] for s in samples if s[2]]
-    if not good:
-        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), errors
-    images = torch.from_numpy(np.stack([s[0] for s in good]))
-    return images, torch.tensor([s[1] for s in good], dtype=torch.int64), errors
-
-
-class _BatchSampler:
-    """Hands a DataLoader the loader's current-epoch batches (read at each iteration)."""
-
-    def __init__(self, loader: _BatchLoader) -> None:
-        self.loader = loader
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return (b.tolist() for b in self.loader._batches())
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-class StreamingLoader(_BatchLoader):
-    """Like :class:`ArrayLoader`, but decodes each batch from ``split`` in DataLoader workers.
-
-    For datasets too large for memory. Unreadable images are dropped from their batch with a
-    :class:`DatasetWarning` naming them (so a batch may be smaller).
-    """
-
-    def __init__(
-        self,
-        split: Split,
-        size: int,
-        channels: int,
-        batch_size: int,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        augment: torch.nn.Module | None = None,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        workers: int = 2,
-    ) -> None:
-        super().__init__(len(split), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size)
-        self._data = torch.utils.data.DataLoader(
-            _SplitSamples(split, size, channels),
-            batch_sampler=_BatchSampler(self),
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,
-        )
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for images, labels, errors in self._data:
-            if errors:
-                warnings.warn(
-                    f"skipped {len(errors)} unreadable image(s): {'; '.join(errors)}", DatasetWarning, stacklevel=2
-                )
-            if len(labels):
-                yield self._finish(images, labels)

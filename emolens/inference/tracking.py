@@ -46,11 +46,6 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 0
 
-    def reset(self) -> None:
-        """Forget every track (a new stream); ids start again at 0."""
-        self.tracks.clear()
-        self._next_id = 0
-
     def update(self, faces: list[FaceResult]) -> list[FaceResult]:
         """Assign ids to this frame's faces (returned as new, smoothed records, same order)."""
         pairs = self._match([f.box for f in faces])
