@@ -134,6 +134,22 @@ def test_export_matches_pytorch_on_real_faces(fer_small, tmp_path):
     assert rq["max_prob_diff"] < 0.2 and rq["n"] == 56
 
 
+def test_fp16_weights_export(fer_small, tmp_path):
+    """``--fp16-weights``: half the file, the same predictions to fp16 rounding, float32 arithmetic."""
+    import onnx
+
+    ckpt = _checkpoint(tmp_path / "m.pt", FER)
+    full, _ = export_onnx(ckpt, tmp_path / "m.onnx")
+    half, _ = export_onnx(ckpt, tmp_path / "m16.onnx", fp16_weights=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    graph = onnx.load(half).graph
+    assert {i.data_type for i in graph.initializer if np.prod(i.dims) >= 1024} == {onnx.TensorProto.FLOAT16}
+    assert graph.input[0].type.tensor_type.elem_type == graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    faces, labels = load_arrays(load_dataset(fer_small).split("val"), 48, 1, cache_dir=tmp_path / "cache")
+    r = compare_with_torch(half, ckpt, faces, labels)
+    assert r["top1_agreement"] >= 0.98 and r["max_prob_diff"] < 0.02, r
+
+
 def test_flip_averaged_export(fer_small, tmp_path):
     """``--tta flip``: the graph averages each face with its mirror image, so a face and its mirror
     get the same prediction; it matches PyTorch through the same wrapper and says so in its metadata."""

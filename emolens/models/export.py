@@ -49,11 +49,34 @@ def _save(model: onnx.ModelProto, out: Path) -> Path:
     return atomic_write(out, lambda tmp: onnx.save(model, tmp))
 
 
+def half_weights(model: onnx.ModelProto, min_size: int = 1024) -> onnx.ModelProto:
+    """Store every float32 weight of ``min_size`` or more values as float16, each read back through
+    a ``Cast`` to float32: half the file, the same float32 arithmetic (ONNX Runtime folds the casts
+    when the session is created, so inference is as fast as before)."""
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            kept.append(init)
+            continue
+        half = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init).astype(np.float16), f"{init.name}.fp16")
+        kept.append(half)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
 def export_onnx(
-    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0, tta: str = "none"
+    checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0, tta: str = "none",
+    fp16_weights: bool = False,
 ) -> tuple[Path, dict]:
     """Export a checkpoint or run folder (its best.pt) to ONNX, with ``tta`` in the graph
-    (:func:`emolens.models.tta.with_tta`); returns (path, metadata)."""
+    (:func:`emolens.models.tta.with_tta`) and, with ``fp16_weights``, the weights stored as float16
+    (:func:`half_weights`); returns (path, metadata)."""
     model, ckpt = load_model(checkpoint)
     model = with_tta(model, tta)
     crop = ckpt["crop"]
@@ -69,6 +92,8 @@ def export_onnx(
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )
     proto = onnx.load_from_string(buf.getvalue())
+    if fp16_weights:
+        proto = half_weights(proto)
     _set_metadata(proto, meta)
     return _save(proto, Path(out)), meta
 
@@ -183,7 +208,7 @@ def run_data(checkpoint: str | Path) -> Path | None:
 def export_checked(
     checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, temperature: float = 1.0, tta: str = "none",
     int8: str | None = None, data: str | Path | None = None, check_split: str = "val", samples: int = 500,
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, fp16_weights: bool = False,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``out`` (``tta`` in the graph), with ``int8`` ("static" or "dynamic") also a quantised copy
     ``OUT.int8.onnx``, and check every file against PyTorch on up to ``samples`` real faces of
@@ -198,7 +223,7 @@ def export_checked(
     checked = found is not None and found.exists()
     with Bar(f"export {out.name}", total=1 + (int8 is not None) + checked) as bar:
         bar.note("ONNX graph")
-        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature, tta=tta)
+        path, meta = export_onnx(checkpoint, out, opset=opset, temperature=temperature, tta=tta, fp16_weights=fp16_weights)
         bar.advance()
         report = ExportReport(files=[path], meta=meta)
         if checked:

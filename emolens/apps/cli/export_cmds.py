@@ -15,6 +15,8 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     int8: bool = typer.Option(False, "--int8", help="Also quantise to int8 (written as OUT with .int8.onnx)."),
     int8_mode: str = typer.Option("static", "--int8-mode", help="static (QDQ, calibrated on training faces) | dynamic."),
+    fp16_weights: bool = typer.Option(False, "--fp16-weights", help="Store the weights as float16 (half the file; "
+                                      "computation stays float32)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature stored in the metadata."),
     tta: str = typer.Option("none", "--tta", help="none | flip (the graph averages the logits of each face and its "
@@ -28,9 +30,11 @@ def export_cmd(
     from emolens.models.export import export_checked
 
     report = export_checked(checkpoint, out, opset=opset, temperature=temperature, tta=tta, int8=int8_mode if int8 else None,
-                            data=data, check_split=check_split, samples=samples, cache_dir=cache_dir)
+                            data=data, check_split=check_split, samples=samples, cache_dir=cache_dir,
+                            fp16_weights=fp16_weights)
     fp32, *quantized = report.files
-    typer.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.2f} MB): {report.meta['model_name']}, "
+    typer.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.2f} MB{', float16 weights' if fp16_weights else ''}): "
+               f"{report.meta['model_name']}, "
                f"classes {describe_classes(report.meta['classes'])}")
     for q in quantized:
         typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB, int8 {int8_mode})")
