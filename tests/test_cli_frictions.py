@@ -155,11 +155,16 @@ def test_face_crop_hint_and_whole_image_mode(muxspace_small, tmp_path):
 
 
 def test_cache_info_and_clear(tmp_path):
-    (tmp_path / "train-48px-1ch-abc.npz").write_bytes(b"x" * 1000)
+    import numpy as np
+
+    arrays = {"images": np.zeros((2, 48, 48, 1), np.uint8), "labels": np.zeros(2), "kept": np.arange(2),
+              "skipped": np.asarray([], dtype=str), "emolens_cache": np.asarray(2)}
+    np.savez(tmp_path / "train-48px-1ch-abc.npz", **arrays)  # what the cache writes (its marker included)
+    np.savez(tmp_path / "my-holiday-2px-3ch-photos.npz", photos=np.zeros(3))  # named alike, not the cache's
     (tmp_path / "keep.txt").write_text("not ours")
     assert "1 cached split(s)" in run("cache", "info", "--cache-dir", tmp_path).output
     assert "removed 1 cached split(s)" in run("cache", "clear", "--cache-dir", tmp_path).output
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "my-holiday-2px-3ch-photos.npz"]
 
 
 def test_clone_folder_does_not_shadow_the_package(tmp_path):

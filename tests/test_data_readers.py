@@ -37,7 +37,7 @@ def test_split_folders_fer(fer_small: Path) -> None:
     image = train.read(0)
     assert image.shape == (48, 48, 1) and image.dtype == np.uint8
     assert train.describe(0).endswith(".jpg") and "/angry/" in train.describe(0)
-    with pytest.raises(KeyError, match="available splits: train, val"):
+    with pytest.raises(DatasetError, match="available splits: train, val"):
         ds.split("test")
 
 

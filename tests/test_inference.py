@@ -23,7 +23,7 @@ from helpers import (
 from PIL import Image
 
 import emolens
-from emolens.errors import InputError
+from emolens.errors import InputError, ModelError
 from emolens.images import load_image
 from emolens.inference.capture import Prefetch, iter_frames
 from emolens.inference.classifier import EmotionClassifier, list_bundled_models
@@ -163,10 +163,10 @@ def test_temperature_softens_probabilities(tmp_path):
 
 
 def test_missing_bundled_model_lists_available():
-    with pytest.raises(FileNotFoundError, match="bundled model 'no-such-model'.*bundled models:"):
+    with pytest.raises(ModelError, match="bundled model 'no-such-model'.*bundled models:"):
         EmotionClassifier.load("no-such-model")
     assert all(isinstance(n, str) for n in list_bundled_models())
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ModelError, match="does not exist"):
         EmotionClassifier.load("/nowhere/model.onnx")
 
 
