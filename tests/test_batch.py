@@ -218,6 +218,7 @@ def _wait_for_ledger(out: Path, n: int, proc: subprocess.Popen, timeout_s: float
 def _assert_same_dataset(out: Path, reference: Path) -> None:
     """Every source exactly once, and the same rows as the single-machine run."""
     got, want = _tables(out), _tables(reference)
+    assert not [p for t in ("faces", "tracks", "sources") for p in (out / t).iterdir() if not p.name.endswith(".parquet")]
     assert got["sources"]["source"].is_unique and len(got["sources"]) == GOOD + 2
     for name in ("faces", "tracks"):
         pd.testing.assert_frame_equal(got[name], want[name])

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from emolens.apps.batch.inputs import WorkItem
-from emolens.errors import InputError
+from emolens.errors import ConfigError, InputError
 from emolens.images import check_pixels
 from emolens.inference.capture import capture_fps, open_capture
 from emolens.inference.recognizer import Recognizer
@@ -43,11 +43,11 @@ class BatchOptions:
     max_pixels: int = MAX_PIXELS
 
     def check(self) -> None:
-        """ValueError for an unusable option, before any work."""
+        """ConfigError for an unusable option, before any work."""
         if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"--fps must be positive, got {self.fps}")
+            raise ConfigError(f"--fps must be positive, got {self.fps}")
         if self.detect_every < 1:
-            raise ValueError(f"--detect-every must be at least 1, got {self.detect_every}")
+            raise ConfigError(f"--detect-every must be at least 1, got {self.detect_every}")
         check_smoothing(self.smoothing)
 
     def recognizer(self) -> Recognizer:

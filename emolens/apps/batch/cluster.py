@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from emolens.apps.batch.analysis import BatchOptions, ItemResult, WorkItem, analyze_item, pin_threads
-from emolens.errors import EmolensError
+from emolens.errors import ConfigError
 from emolens.inference.recognizer import Recognizer
 
 #: The embedded Ray's node address: a loopback address (Ray rewrites 127.0.0.1 to the machine's
@@ -54,7 +54,7 @@ def connect(address: str | None, cpus: int) -> dict[str, float]:
             ray.init(address=address, **local, **quiet)
     except (OSError, ConnectionError, RuntimeError, ValueError) as e:
         where = f"--address {address}: cannot join the Ray cluster" if address else "Ray cannot start on this machine"
-        raise EmolensError(f"{where} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        raise ConfigError(f"{where} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
     return ray.cluster_resources()
 
 

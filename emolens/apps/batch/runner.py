@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from emolens.progress import Bar
 @dataclass
 class BatchReport:
     """What a run did: sources finished now (``done``, ``failed``), found finished before
-    (``skipped``), and (input or source, error) for every failure and for inputs naming nothing."""
+    (``skipped``), and (input or source, error) for every failure and for inputs naming nothing;
+    ``analysis_s``: wall time from the cluster's start to the last source saved."""
 
     out: Path
     workers: int = 0
@@ -29,6 +31,7 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    analysis_s: float = 0.0
 
 
 def _video_plan(sources: list[Source], options: BatchOptions) -> dict[str, tuple[int, int]]:
@@ -77,8 +80,10 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
         embedded_workers = workers or max(1, cores // cpus_per_worker)
         resources = connect(address, embedded_workers * cpus_per_worker)
         report.workers = workers or max(1, int(resources.get("CPU", 1) // cpus_per_worker))
+        started = time.perf_counter()
         videos = _video_plan(todo, options) if len(todo) < report.workers else {}
         _run(plan(todo, report.workers, videos), folder, options, cpus_per_worker, report, progress)
+        report.analysis_s = round(time.perf_counter() - started, 3)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{report.done + report.failed + report.skipped} sources are finished in "
                                 f"{folder.root}; rerun the same command to go on") from None

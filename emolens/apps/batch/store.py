@@ -8,8 +8,8 @@ Layout (the schema is in docs/batch.md)::
     DIR/tracks/<id>.parquet   one row per face track (a photo's faces: one each)
     DIR/sources/<id>.parquet  one row per source: its summary, or its error
 
-A source's files are written faces, tracks, then sources, each by temp + rename, and only then
-is it added to the ledger: a run killed at any point leaves whole files only, and the rerun
+A source's files are written faces, tracks, then sources, each into ``DIR/.tmp`` and renamed into
+place, and only then is it added to the ledger: a run killed at any point leaves whole files only, and the rerun
 redoes (and overwrites) any source the ledger does not list as done, so each source is in the
 dataset once.
 """
@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from emolens.apps.batch.analysis import ItemResult
 from emolens.apps.batch.inputs import Source
-from emolens.files import atomic_write, write_json
+from emolens.errors import ConfigError
+from emolens.files import write_json
 from emolens.inference.results import VideoResult
 
 SCHEMA_VERSION = 1
@@ -66,15 +67,17 @@ class BatchFolder:
     def __init__(self, root: str | Path, settings: dict[str, Any]):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"--out {self.root}: is a file; expected a folder")
-        for name in TABLES:
+            raise ConfigError(f"--out {self.root}: is a file; expected a folder")
+        for name in (*TABLES, ".tmp"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._lock = open(self.root / ".lock", "a")  # noqa: SIM115  (held until close)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
-            raise ValueError(f"{self.root}: another emolens batch is writing into this folder") from None
+            raise ConfigError(f"{self.root}: another emolens batch is writing into this folder") from None
+        for stale in (self.root / ".tmp").iterdir():  # what a killed run was writing
+            stale.unlink()
         self.settings = {"schema_version": SCHEMA_VERSION, **settings}
         self.classes = tuple(settings["classes"])
         self.age = bool(settings["options"]["age"])
@@ -83,7 +86,7 @@ class BatchFolder:
             before = json.loads(path.read_text(encoding="utf-8"))
             if before != self.settings:
                 changed = sorted(k for k in {**before, **self.settings} if before.get(k) != self.settings.get(k))
-                raise ValueError(f"{self.root}: holds a batch made with other settings ({', '.join(changed)}: "
+                raise ConfigError(f"{self.root}: holds a batch made with other settings ({', '.join(changed)}: "
                                  f"{before.get(changed[0])!r} there); rerun with the same options or choose another --out")
         else:
             write_json(path, self.settings)
@@ -145,4 +148,10 @@ class BatchFolder:
         return entry
 
     def _write(self, table: str, source: Source, data: pa.Table) -> None:
-        atomic_write(self.root / table / f"{source.source_id}.parquet", lambda tmp: pq.write_table(data, tmp))
+        """Write into ``DIR/.tmp`` and rename into the table's folder: readers that glob the folder
+        (DuckDB reads hidden files too) never see a partial file."""
+        tmp = self.root / ".tmp" / f"{table}-{source.source_id}.parquet"
+        pq.write_table(data, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.root / table / f"{source.source_id}.parquet")
