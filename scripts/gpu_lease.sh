@@ -11,8 +11,9 @@
 #       returns once the teachers' outputs are written, the lease has stopped, or SECONDS have
 #       passed, then prints the log's end and each run's last line
 #   scripts/gpu_lease.sh collect WORK OUT
-#       copies the teacher outputs and their report, the commands and every run's history,
-#       config and log into OUT (OUT/teacher.npz, OUT/teacher.json, OUT/runs.tgz). It only
+#       copies the teacher outputs and their report, each teacher's float16-weight ONNX export, the
+#       commands and every run's history, config and log into OUT (OUT/teacher.npz, OUT/teacher.json,
+#       OUT/NAME.onnx, OUT/runs.tgz; each export is a few MB, under a device call's 16 MiB). It only
 #       copies: a collecting command that killed runs by pattern once killed itself, and the
 #       machine went back with every checkpoint on it.
 set -euo pipefail
@@ -52,6 +53,7 @@ collect() {
   local work=$1 out=$2 f
   mkdir -p "$out"
   for f in teacher.npz teacher.json; do [ -f "$work/out/$f" ] && cp "$work/out/$f" "$out/"; done
+  for f in "$work"/out/weights/*.onnx; do [ -f "$f" ] && cp "$f" "$out/"; done
   (cd "$work" && { find lease.log out -maxdepth 3 \( -name '*.log' -o -name 'commands*.txt' -o -name history.csv \
     -o -name config.json \) 2>/dev/null || true; } | tar czf "$out/runs.tgz" -T -)
   ls -la "$out"

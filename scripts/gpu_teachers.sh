@@ -65,6 +65,14 @@ run_all "$epochs" "" $((left + 60))
 for spec in "${teachers[@]}"; do tail -n 2 "$out/runs/${spec%%|*}.log"; done
 models=()
 for spec in "${teachers[@]}"; do models+=("$out/runs/${spec%%|*}"); done
+# Each teacher's weights come back too, as float16-weight ONNX (a few MB; a fine-tuned teacher can ship
+# as a bundled model), written before the outputs, whose report is what `gpu_lease.sh wait` waits for.
+mkdir -p "$out/weights"
+for spec in "${teachers[@]}"; do
+  name=${spec%%|*}
+  "${emolens[@]}" export "$out/runs/$name" --out "$out/weights/$name.onnx" --fp16-weights --samples 256 \
+    --cache-dir "$out/cache" >"$out/weights/$name.export.log" 2>&1 || echo "export of $name failed: see weights/$name.export.log"
+done
 mapfile -t dargs < <(data_args "$teach_data")
 "${emolens[@]}" teach "${models[@]}" "${dargs[@]}" --out "$out/teacher.npz" --device "$device" --batch-size 1024 \
   --cache-dir "$out/cache"

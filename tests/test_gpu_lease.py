@@ -52,4 +52,9 @@ def test_start_wait_collect(fer_small: Path, tmp_path: Path):
     with tarfile.open(out / "runs.tgz") as tar:
         names = set(tar.getnames())
     assert {"lease.log", "out/commands.txt", "out/runs/a.log", "out/runs/a/history.csv"} <= names
-    assert not any(n.endswith(".pt") for n in names)  # outputs, never weights
+    assert not any(n.endswith(".pt") for n in names)  # no checkpoints (optimiser states, pickles) come back
+    weights = out / "a.onnx"  # the teacher itself, as float16-weight ONNX, small enough for one device call
+    assert weights.is_file() and weights.stat().st_size < 16 << 20
+    from emolens.inference.classifier import EmotionClassifier
+
+    assert EmotionClassifier(weights).model_name == "mini-xception"
