@@ -204,6 +204,16 @@ def test_rerun_skips_finished_sources_and_refuses_other_options(reference: Path,
     proc = _batch([str(archive), "--out", str(out), "--fps", "5"], env)
     text = _finish(proc)
     assert proc.returncode == 2 and "holds a batch made with other settings" in text, text
+    # Ctrl-C: one line saying how to go on, exit 130, the embedded Ray stopped, the folder resumable.
+    out = tmp_path / "interrupted"
+    proc = _batch([str(archive), "--out", str(out), "--fps", FPS, "--workers", "2"], env)
+    _wait_for_ledger(out, proc, lambda done: len(done) >= 2)
+    proc.send_signal(signal.SIGINT)
+    text = _finish(proc)
+    assert proc.returncode == 130 and "rerun the same command to go on" in text, text
+    assert "Traceback" not in text
+    done, saved = {e["source_id"] for e in _ledger(out)}, {p.stem for p in (out / "sources").iterdir()}
+    assert done <= saved and len(saved - done) <= 1  # at most the one cut between its files and its ledger line
     assert not our_processes(str(ray_tmp))
 
 
