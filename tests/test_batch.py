@@ -122,6 +122,20 @@ def test_inputs_folders_globs_manifests(archive: Path, tmp_path: Path) -> None:
     (archive / "list.txt").unlink()
 
 
+def test_a_file_name_that_is_not_utf8_is_recorded(tmp_path: Path) -> None:
+    """Undecodable bytes in a name are escaped in the tables (Parquet strings are UTF-8), not a crash."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg")
+    shutil.copy(MEDIA / "deepface_couple.jpg", odd)
+    (source,), _ = expand([tmp_path])
+    options = BatchOptions()
+    recognizer = options.recognizer()
+    folder = BatchFolder(tmp_path / "out", {"options": options.to_dict(), "classes": list(recognizer.classes)})
+    video, total = merge([analyze_item(recognizer, WorkItem(source), options)], recognizer.classes)
+    assert folder.save(source, video, total)["status"] == "done"
+    folder.close()
+    assert pd.read_parquet(tmp_path / "out" / "faces")["source"].str.endswith("caf\\xe9.jpg").all()
+
+
 def test_long_video_split_into_ranges_gives_the_same_frames() -> None:
     """Fewer sources than workers: a video is cut into frame ranges aligned to the sampling step;
     the merged parts hold the same sampled frames as the whole, face ids renumbered."""

@@ -61,6 +61,12 @@ def sources_schema(classes: tuple[str, ...]) -> pa.Schema:
                       ("elapsed_s", pa.float64()), ("node", pa.string()), ("peak_rss_mb", pa.float64())])
 
 
+def _text(value: str) -> str:
+    """``value`` as valid UTF-8 for Parquet: the undecodable bytes of a file name (``os.fsdecode``
+    surrogates) as backslash escapes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class BatchFolder:
     """The output folder of one batch; held (an exclusive lock) while a run writes into it."""
 
@@ -117,7 +123,7 @@ class BatchFolder:
 
     def save(self, source: Source, video: VideoResult | None, total: ItemResult) -> dict[str, Any]:
         """Write a source's tables (its error only, when it failed), then add it to the ledger."""
-        ids = {"source_id": source.source_id, "source": source.path}
+        ids = {"source_id": source.source_id, "source": _text(source.path)}
         summary = video.summary() if video is not None and total.error is None else []
         if total.error is None and video is not None:
             self._write("faces", source, pa.Table.from_pylist(
@@ -131,7 +137,8 @@ class BatchFolder:
                 (self.root / name / f"{source.source_id}.parquet").unlink(missing_ok=True)
         rows = video.timeline if summary else []
         means = {c: round(sum(r[f"p_{c}"] for r in rows) / len(rows), 4) if rows else None for c in self.classes}
-        row = {**ids, "kind": source.kind, "status": "failed" if total.error else "done", "error": total.error,
+        error = _text(total.error) if total.error else None
+        row = {**ids, "kind": source.kind, "status": "failed" if error else "done", "error": error,
                "width": total.width or None, "height": total.height or None, "fps": round(total.fps, 3) or None,
                "duration_s": round(total.frames / total.fps, 3) if total.fps else None, "frames": total.frames,
                "sampled_frames": total.sampled, "faces": len(rows), "tracks": len(summary),
@@ -139,7 +146,7 @@ class BatchFolder:
                **{f"mean_p_{c}": v for c, v in means.items()},
                "elapsed_s": total.elapsed_s, "node": total.node, "peak_rss_mb": total.peak_rss_mb}
         self._write("sources", source, pa.Table.from_pylist([row], sources_schema(self.classes)))
-        entry = {**ids, "status": row["status"], "error": total.error, "size": source.size,
+        entry = {**ids, "status": row["status"], "error": error, "size": source.size,
                  "mtime_ns": source.mtime_ns, "node": total.node, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(self.root / "ledger.jsonl", "a", encoding="utf-8", errors="backslashreplace") as f:
             f.write(json.dumps(entry) + "\n")
