@@ -8,6 +8,7 @@ next writes into that folder, once their process is gone (or after a day, for ot
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -70,12 +71,23 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
     return removed
 
 
+def make_folder(folder: str | Path) -> Path:
+    """``mkdir -p folder``, failing with NotADirectoryError (not FileExistsError) when a file
+    stands where a folder is asked for."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same suffix, so writers that pick a format by
     extension still work); on success it replaces ``path``, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     if str(path.parent) not in _cleaned:
         clean_stale_temps(path.parent)
         _cleaned.add(str(path.parent))

@@ -1,7 +1,8 @@
 """The import rules of docs/architecture.md, checked on every module's ``import`` statements.
 
 Each module belongs to a layer; a layer imports only the layers listed for it in ``MAY_IMPORT``
-(function-level and ``TYPE_CHECKING`` imports count too), and module-level imports form no cycle.
+(function-level and ``TYPE_CHECKING`` imports count too), and the imports that run (module- and
+function-level) form no cycle.
 """
 
 from __future__ import annotations
@@ -64,24 +65,18 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
 
 
-def imports(module: str, top_level_only: bool = False) -> list[tuple[str, int]]:
+def imports(module: str, runtime_only: bool = False) -> list[tuple[str, int]]:
     """(imported module, line) of every import in ``module``; ``from A import b`` also yields ``A.b``
-    when that is a module. ``top_level_only``: only the imports run when the module is loaded."""
+    when that is a module. ``runtime_only``: only the imports that run, at load or inside a
+    function (not those under ``if TYPE_CHECKING:``, which exist for annotations only)."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
     package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
-    nodes: list[ast.AST] = []
-    if top_level_only:
-        stack = list(tree.body)
-        while stack:
-            node = stack.pop()
+    skipped: set[int] = set()
+    if runtime_only:
+        for node in ast.walk(tree):
             if isinstance(node, ast.If) and _is_type_checking(node):
-                continue
-            nodes.append(node)
-            if isinstance(node, (ast.If, ast.Try)):
-                stack += node.body + node.orelse + getattr(node, "finalbody", []) + [
-                    s for h in getattr(node, "handlers", []) for s in h.body]
-    else:
-        nodes = list(ast.walk(tree))
+                skipped |= {id(n) for n in ast.walk(node)}
+    nodes = [n for n in ast.walk(tree) if id(n) not in skipped]
     found = []
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -116,7 +111,9 @@ def test_layers_import_only_their_own_layer_or_below(module: str) -> None:
 
 
 def test_no_import_cycles() -> None:
-    graph = {m: sorted({t for t, _ in imports(m, top_level_only=True) if t in MODULES and t != m}) for m in MODULES}
+    """No cycle among the imports that run, function-level ones included (a module importing its
+    package, which imports it back inside a function, is a cycle too)."""
+    graph = {m: sorted({t for t, _ in imports(m, runtime_only=True) if t in MODULES and t != m}) for m in MODULES}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from emolens.files import atomic_path
-from emolens.inference.results import FaceResult
+
+if TYPE_CHECKING:
+    from emolens.inference.results import FaceResult
 
 #: BGR colour per canonical emotion.
 COLORS: dict[str, tuple[int, int, int]] = {

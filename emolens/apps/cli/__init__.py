@@ -1,7 +1,9 @@
 """The ``emolens`` command. Each concern registers its commands from its own module; heavy
 libraries (torch) are imported inside the commands that need them. Every command runs inside one
-error boundary (:func:`_command_boundary`): a user error or a missing optional dependency is one
-``error:`` line on stderr and exit code 2, never a traceback."""
+error boundary (:func:`_command_boundary`): a user error (an :class:`~emolens.errors.EmolensError`
+or an ``OSError`` such as a missing file or a folder without permission) or a missing optional
+dependency is one ``error:`` line on stderr and exit code 2; anything else is a bug and shows its
+traceback."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from emolens.apps.cli import (
     web_cmds,
 )
 from emolens.apps.cli.helptext import HelpCommand
+from emolens.apps.cli.output import error_message, print_error
 from emolens.errors import EmolensError
 
 #: Top-level module → the pip extra that installs it.
@@ -55,25 +58,10 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_versi
     """Facial emotion recognition: datasets, training, evaluation, and offline inference."""
 
 
-#: What a user can cause and fix (a bad path, option, dataset or model file): reported as one
-#: ``error:`` line on stderr, exit code 2, never a traceback.
-USER_ERRORS = (EmolensError, FileNotFoundError, FileExistsError, ValueError, KeyError, ArithmeticError)
-
-
-def error_message(e: BaseException) -> str:
-    """The text of a user error: a ``KeyError`` without its quotes, an ``OSError`` from the system
-    as ``FILE: reason``."""
-    if isinstance(e, KeyError) and len(e.args) == 1:
-        return str(e.args[0])
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
-        return f"{e.filename}: {e.strerror}"
-    return str(e)
-
-
-def print_error(message: str) -> None:
-    """Print ``error: MESSAGE`` as one line on stderr (red on a terminal): every command's way of
-    reporting a failure, whether it ends the command or only skips one input."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+#: What a user can cause and fix (a bad path, option, dataset or model file; a file the system
+#: cannot read or write): reported as one ``error:`` line on stderr, exit code 2. Errors raised
+#: where input enters emolens are ``EmolensError``s; any other exception is a bug and keeps its traceback.
+USER_ERRORS = (EmolensError, OSError)
 
 
 def _command_boundary(command: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -39,7 +39,7 @@ def batch(
     same command skips finished sources. Failed sources are reported; the exit code is then 1.
     """
     from emolens.apps.batch import BatchOptions, run_batch
-    from emolens.apps.cli import print_error
+    from emolens.apps.cli.output import print_error
 
     options = BatchOptions(model=model, detector=detector, fps=fps, age=age, smoothing=smoothing,
                            detect_every=detect_every)

@@ -92,7 +92,7 @@ class Report:
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def fail(self, source: str, message: str) -> None:
-        from emolens.apps.cli import print_error
+        from emolens.apps.cli.output import print_error
 
         self.errors.append({"source": source, "error": message})
         print_error(message)
@@ -108,7 +108,7 @@ class Report:
     def finish(self, json_out: Path | None, csv_out: Path | None, classes: tuple[str, ...]) -> None:
         """Write the JSON and CSV, print the count; exit 1 when an input failed, 2 when the results
         cannot be written."""
-        from emolens.apps.cli import print_error
+        from emolens.apps.cli.output import print_error
         from emolens.files import write_text
         from emolens.inference.report import rows_to_csv
         from emolens.inference.results import FaceResult
@@ -331,7 +331,7 @@ def _analyze_video_file(recognizer: Recognizer, path: Path, stem: str, annotate_
                         artifact_dir: Path | None, detect_every: int, smoothing: float, report: Report) -> None:
     """Analyse one video: its summary table, the report files and (with --annotate) the annotated
     video, each listed; a video that fails is reported and the others still run."""
-    from emolens.apps.cli import error_message
+    from emolens.apps.cli.output import error_message
     from emolens.errors import InputError
     from emolens.images import describe
     from emolens.inference.capture import frame_count

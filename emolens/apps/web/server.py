@@ -264,7 +264,7 @@ def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: Bi
     head = upload.read(64 * 1024)
     upload.seek(0)
     if looks_like_image(head):
-        raise HTTPException(400, f"{name}: this is an image; expected a video (use /api/v1/analyze for images)")
+        raise InputError(f"{name}: this is an image; expected a video (use /api/v1/analyze for images)")
     with tempfile.TemporaryDirectory(prefix="emolens-web-") as tmp:
         path = Path(tmp) / "upload"
         with path.open("wb") as out:
@@ -273,9 +273,9 @@ def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: Bi
             result = analyze_video(recognizer, path, detect_every=settings.detect_every, smoothing=settings.smoothing,
                                    max_seconds=settings.max_video_seconds, max_pixels=settings.max_pixels)
         except LimitError as exc:
-            raise HTTPException(413, str(exc).replace(str(path), name)) from None
+            raise LimitError(str(exc).replace(str(path), name)) from None
         except InputError:
-            raise HTTPException(400, f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
+            raise InputError(f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
         suffix = Path(name).suffix.lower()
         keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
     result.source = name
@@ -304,9 +304,13 @@ def _analyze_upload(recognizer: Recognizer, decoder: DecodePool, settings: Setti
 
 def server_config(app: FastAPI, settings: Settings, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
     """The ``uvicorn.Config`` that ``emolens serve`` runs: request heads must arrive within
-    ``read_timeout_s``, at most ``max_connections`` are open, WebSocket messages fit one frame."""
+    ``read_timeout_s``, at most ``max_connections`` are open, WebSocket messages fit one frame.
+
+    WebSocket compression (permessage-deflate) is off: frames are JPEGs, which do not compress,
+    and the size limit then applies to what the client sent (with compression on, an incompressible
+    2 MB frame grows past it on the wire and was closed with 1009)."""
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
                           http=guarded_protocol(settings.read_timeout_s, settings.max_connections),
-                          ws_max_size=settings.max_frame_bytes + 1024)
+                          ws_max_size=settings.max_frame_bytes + 1024, ws_per_message_deflate=False)

@@ -10,7 +10,6 @@ kept whole beside the new folder (``DEST.previous``), never deleted.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from emolens.files import make_folder
 
 MANIFEST = ".emolens-export.json"
 
@@ -80,9 +81,7 @@ def fresh_folder(dest: str | Path, force: bool = False) -> Iterator[Path]:
     naming where); when it fails nothing of ``dest`` has changed."""
     dest = Path(dest)
     kind = _check(dest, force)
-    if dest.parent.exists() and not dest.parent.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(dest.parent))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.emolens-tmp-", dir=dest.parent))
     try:
         yield tmp

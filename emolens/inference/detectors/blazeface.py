@@ -15,7 +15,7 @@ import numpy as np
 
 from emolens.boxes import box_iou, clip_box, iou_matrix, rescale_box
 from emolens.errors import ConfigError, ModelError
-from emolens.inference.detectors import BLAZEFACE_LANDMARKS, Detection
+from emolens.inference.detectors.base import BLAZEFACE_LANDMARKS, Detection
 from emolens.inference.runtime import create_session
 
 ASSETS = Path(__file__).resolve().parent / "assets"

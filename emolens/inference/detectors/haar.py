@@ -16,7 +16,7 @@ import numpy as np
 
 from emolens.boxes import clip_box, rescale_box
 from emolens.errors import ModelError
-from emolens.inference.detectors import Detection
+from emolens.inference.detectors.base import Detection
 
 CASCADE = "haarcascade_frontalface_default.xml"
 WINDOW = 24  # the cascade's training window (px)

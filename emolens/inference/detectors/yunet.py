@@ -17,7 +17,7 @@ import numpy as np
 
 from emolens.boxes import clip_box
 from emolens.errors import ConfigError, ModelError
-from emolens.inference.detectors import YUNET_LANDMARKS, Detection
+from emolens.inference.detectors.base import YUNET_LANDMARKS, Detection
 
 MODEL = Path(__file__).resolve().parent / "assets" / "yunet_n_640_640.onnx"
 #: Smallest side fed to the network (its coarsest feature map has a stride of 32).
