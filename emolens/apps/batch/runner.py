@@ -67,7 +67,8 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
     recognizer = options.recognizer()  # a bad model or detector fails here, before Ray starts
     sources, input_errors = expand(inputs)
     if not sources:
-        raise InputError(f"nothing to analyse: no photo or video in {', '.join(map(str, inputs))}")
+        raise InputError("; ".join(e for _, e in input_errors) if input_errors else
+                         f"nothing to analyse: no photo or video in {', '.join(map(str, inputs))}")
     folder = BatchFolder(out, {"options": options.to_dict(), "classes": list(recognizer.classes)})
     report = BatchReport(folder.root, errors=list(input_errors))
     try:
