@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emolens.errors import ConfigError, InputError
+
 if TYPE_CHECKING:
     from emolens.images import Color
 
@@ -103,9 +105,9 @@ class ImageResult:
         from emolens.inference.annotate import annotate
 
         if color not in ("rgb", "bgr"):
-            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+            raise ConfigError(f"color must be 'rgb' or 'bgr', got {color!r}")
         if self.image is None:
-            raise ValueError(f"{self.source}: the result holds no image to draw on (image is None)")
+            raise InputError(f"{self.source}: the result holds no image to draw on (image is None)")
         bgr = annotate(cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR), self.faces, bars=bars, copy=False)
         return bgr if color == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

@@ -85,7 +85,7 @@ def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
         raise ModelError(f"{path}: refused: it holds {what} beyond weights; emolens loads only tensors, "
                          f"numbers, strings and numpy arrays, since unpickling anything else can run code") from None
     except Exception as e:  # noqa: BLE001  (torch raises several unrelated types for a bad file)
-        raise ValueError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
+        raise ModelError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
 
 
 def _first_line(error: Exception) -> str:
