@@ -10,6 +10,7 @@ machine it was written on.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -85,6 +86,12 @@ def _invocations(text: str) -> list[list[str]]:
     return calls
 
 
+@functools.cache
+def _cli():
+    """The click command typer builds from the app (built once: it takes a moment)."""
+    return typer.main.get_command(app)
+
+
 def _is_placeholder(word: str) -> bool:
     return word in PLACEHOLDERS or (word.isupper() and word.isalpha())
 
@@ -93,7 +100,7 @@ def _check(args: list[str], command=None, path=("emolens",)) -> str | None:
     """Why ``emolens ARGS`` does not parse as documented, or None. Checked against the click command
     typer builds (its public attributes only: typer carries its own copy of click); nothing runs,
     not even an option's callback."""
-    command = command or typer.main.get_command(app)
+    command = command or _cli()
     path = list(path)
     while hasattr(command, "commands") and args and not args[0].startswith("-"):
         if _is_placeholder(args[0]):  # `emolens COMMAND -h`: any command
