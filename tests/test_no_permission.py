@@ -105,3 +105,11 @@ def test_outputs_that_cannot_be_written_are_one_line(world: Path) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == 1 and "Permission denied" in output, output[-2000:]
     assert "1 analysed" in output  # the faces were still found and reported
+
+
+def test_export_web_into_a_folder_without_permission_is_one_line(world: Path) -> None:
+    """Issue 26: export-web printed a PermissionError traceback (any OSError is one line now)."""
+    proc, output = run(world, "-c", "from emolens.apps.cli import main; main()", "export-web", world / "read-only" / "page")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Permission denied" in output and str(world / "read-only") in output, output[-1000:]
+    assert not any((world / "read-only").iterdir())
