@@ -3,14 +3,16 @@
 Every ``emolens ...`` command line shown in README.md, docs/*.md, the model cards and the teacher
 outputs' README names a real command, and every option it passes exists, is not hidden (hidden
 options are the deprecated spellings) and gets a value when it takes one: parsed by the CLI's own
-click command, never run. Each model card's summary table states what its ONNX file holds
-(architecture, input, crop spec, classes, size, temperature), and no doc cites a path of the
-machine it was written on.
+click command, never run. Every repository file and ``emolens.x.y`` name a doc cites exists. Each
+model card's summary table states what its ONNX file holds (architecture, input, crop spec,
+classes, size, temperature), and no doc cites a path of the machine it was written on.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import json
 import re
 import shlex
@@ -31,6 +33,12 @@ CARDS = sorted(p for p in WEIGHTS.glob("*.md") if p.with_suffix(".onnx").exists(
 SEPARATORS = {";", "&&", "||", "|", "(", ")", "do", "then"}
 #: Words of a doc's command line that stand for something left out.
 PLACEHOLDERS = {"...", "…", "|", "ARGS"}
+#: Repository paths a doc cites (``emolens/inference/video.py``, ``benchmarks/bench_crops.py``), and
+#: package paths written from inside ``emolens/`` (``inference/capture.py``, as docs/architecture.md does).
+REPO_PATH = re.compile(r"(?<![\w./-])((?:emolens|benchmarks|scripts|tests|docs|artifacts)/[\w./*-]*[\w*])")
+PACKAGE_PATH = re.compile(r"(?<![\w./-])((?:apps|inference|data|models|training|evaluation)/[\w./-]*\w)")
+#: Dotted Python names a doc cites (``emolens.preprocess.crop_face``).
+PYTHON_NAME = re.compile(r"(?<![\w.])(emolens(?:\.\w+)+)")
 #: Paths of the machine a doc was written on: a reader does not have them.
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:tmp|work|root|home)/")
 
@@ -164,6 +172,39 @@ def test_the_checker_rejects_what_it_should():
     assert "no such option --bogus" in _check(["analyze/live", "--bogus", "1"])
     assert [["analyze", "--age"], ["live", "--age"]] == _invocations("emolens analyze|live --age  # both")
     assert [["train", "--resume", "r"]] == _invocations("python -m emolens train --resume r; ls")
+
+
+def _resolves(name: str) -> bool:
+    """``emolens.a.b.c`` names a module, or an attribute of the longest module prefix."""
+    parts = name.split(".")
+    obj, k = importlib.import_module(parts[0]), 1
+    while k < len(parts) and hasattr(obj, "__path__") and importlib.util.find_spec(".".join(parts[:k + 1])):
+        obj, k = importlib.import_module(".".join(parts[:k + 1])), k + 1
+    for attribute in parts[k:]:
+        if not hasattr(obj, attribute):
+            return False
+        obj = getattr(obj, attribute)
+    return True
+
+
+def test_the_citation_check_rejects_what_it_should():
+    assert _resolves("emolens.preprocess.crop_face") and _resolves("emolens.inference.detectors.base.Detection")
+    assert not _resolves("emolens.preprocess.no_such_name") and not _resolves("emolens.inference.no_such_module")
+    line = "see `emolens/inference/video.py`, inference/capture.py and benchmarks/bench_crops.py, not ../data/x"
+    assert REPO_PATH.findall(line) == ["emolens/inference/video.py", "benchmarks/bench_crops.py"]
+    assert PACKAGE_PATH.findall(line) == ["inference/capture.py"]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=_rel)
+def test_cited_files_and_python_names_exist(path):
+    """A module moved or renamed (``inference/video.py`` split in three) leaves no doc pointing at it."""
+    missing = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        files = [REPO / p for p in REPO_PATH.findall(line)] + [REPO / "emolens" / p for p in PACKAGE_PATH.findall(line)]
+        missing += [f"{_rel(path)}:{number}: {f.relative_to(REPO)}" for f in files
+                    if not (any(REPO.glob(str(f.relative_to(REPO)))) if "*" in f.name else f.exists())]
+        missing += [f"{_rel(path)}:{number}: {name}" for name in PYTHON_NAME.findall(line) if not _resolves(name)]
+    assert not missing, "\n".join(missing)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=_rel)
