@@ -10,47 +10,16 @@ Loopback only: it connects to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import selectors
-import socket
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
-
-def hold(port: int, sockets: int, reopen_after_s: float, stop: threading.Event) -> None:
-    """Keep ``sockets`` connections with a never-finished request head open until ``stop``."""
-    selector = selectors.DefaultSelector()
-    due: list[float] = []
-
-    def open_one() -> None:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=2)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            s.setblocking(False)
-            selector.register(s, selectors.EVENT_READ)
-        except OSError:
-            due.append(time.monotonic() + reopen_after_s)
-
-    for _ in range(sockets):
-        open_one()
-    while not stop.is_set():
-        for key, _ in selector.select(0.05):
-            try:
-                closed = key.fileobj.recv(1024) == b""
-            except OSError:
-                closed = True
-            if closed:
-                selector.unregister(key.fileobj)
-                key.fileobj.close()
-                due.append(time.monotonic() + reopen_after_s)
-        now = time.monotonic()
-        for t in [t for t in due if t <= now]:
-            due.remove(t)
-            open_one()
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from webtools import half_open_sockets  # noqa: E402  (the attack tests' own tool)
 
 
 def main() -> None:
@@ -62,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     stop = threading.Event()
-    attacker = threading.Thread(target=hold, args=(args.port, args.sockets, args.reopen_after, stop), daemon=True)
+    attacker = threading.Thread(target=half_open_sockets, args=(args.port, args.sockets, args.reopen_after, stop), daemon=True)
     attacker.start()
     time.sleep(2)
     answered, probes, latencies = 0, 0, []

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import selectors
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 from fuzz_inputs import junk_scans_jpegs, repeated_scans_jpeg, thin_pngs
 from PIL import Image
+from webtools import half_open_sockets
 
 from emolens.errors import InputError
 from emolens.images import check_jpeg_scans, decode, load_image
@@ -184,47 +183,13 @@ def real_server(recognizer, **settings) -> Iterator[int]:
         yield port
 
 
-def slowloris(port: int, sockets: int, stop: threading.Event) -> None:
-    """Hold ``sockets`` connections with a never-finished request head, each reopened 0.2 s after
-    the server closes it (issue 26 used 300 against the cap of 256, reopened after 1 s)."""
-    selector = selectors.DefaultSelector()
-    reopen: list[float] = []
-
-    def open_one() -> None:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=2)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            s.setblocking(False)
-            selector.register(s, selectors.EVENT_READ)
-        except OSError:
-            reopen.append(time.monotonic() + 0.2)
-
-    for _ in range(sockets):
-        open_one()
-    while not stop.is_set():
-        for key, _ in selector.select(0.05):
-            try:
-                closed = key.fileobj.recv(1024) == b""
-            except OSError:
-                closed = True
-            if closed:
-                selector.unregister(key.fileobj)
-                key.fileobj.close()
-                reopen.append(time.monotonic() + 0.2)
-        now = time.monotonic()
-        for _ in [t for t in reopen if t <= now]:
-            reopen.remove(min(reopen))
-            open_one()
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()
-
-
 def test_health_stays_reachable_under_a_slowloris_over_the_connection_cap(recognizer) -> None:
     import httpx
 
     with real_server(recognizer, max_connections=20, read_timeout_s=5) as port:
         stop = threading.Event()
-        attacker = threading.Thread(target=slowloris, args=(port, 40, stop), daemon=True)
+        # issue 26 held 300 sockets against the cap of 256, reopened after 1 s
+        attacker = threading.Thread(target=half_open_sockets, args=(port, 40, 0.2, stop), daemon=True)
         attacker.start()
         time.sleep(0.5)
         answered = 0

@@ -1,8 +1,10 @@
 """Real-server and headless-Chromium tools shared by the web tests and benchmarks/bench_web_inpage.py
-(no tests here): a free port, a uvicorn server in a thread, a fake webcam file, a Chromium driver."""
+(no tests here): a free port, a uvicorn server in a thread, half-open sockets (slowloris), a fake
+webcam file, a Chromium driver."""
 
 from __future__ import annotations
 
+import selectors
 import shutil
 import socket
 import threading
@@ -45,6 +47,41 @@ def running_server(config: uvicorn.Config) -> Iterator[None]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def half_open_sockets(port: int, sockets: int, reopen_after_s: float, stop: threading.Event) -> None:
+    """Slowloris on 127.0.0.1:``port``: hold ``sockets`` connections with a never-finished request
+    head until ``stop``, each reopened ``reopen_after_s`` after the server closes it."""
+    selector = selectors.DefaultSelector()
+    due: list[float] = []
+
+    def open_one() -> None:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            s.setblocking(False)
+            selector.register(s, selectors.EVENT_READ)
+        except OSError:
+            due.append(time.monotonic() + reopen_after_s)
+
+    for _ in range(sockets):
+        open_one()
+    while not stop.is_set():
+        for key, _ in selector.select(0.05):
+            try:
+                closed = key.fileobj.recv(1024) == b""
+            except OSError:
+                closed = True
+            if closed:
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+                due.append(time.monotonic() + reopen_after_s)
+        now = time.monotonic()
+        for t in [t for t in due if t <= now]:
+            due.remove(t)
+            open_one()
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()
 
 
 def chrome_driver(camera_y4m: Path, profile: Path, *, logs: bool = False):
