@@ -15,7 +15,6 @@ import numpy as np
 
 from emolens.errors import ModelError
 
-TASKS: tuple[str, ...] = ("expression", "age")
 MAX_AGE = 100
 #: One class per year of age, named by the age; the last bin holds every age ≥ MAX_AGE.
 AGE_CLASSES: tuple[str, ...] = tuple(str(a) for a in range(MAX_AGE + 1))

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from emolens.age import TASKS
 from emolens.data.sources import parse_holdout
 from emolens.errors import ConfigError
 from emolens.files import write_json
 from emolens.preprocess import CONTRASTS
+from emolens.training.tasks import get_task
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle")
@@ -166,7 +166,7 @@ class TrainConfig:
         for name, allowed in (
             ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
             ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),
-            ("contrast", CONTRASTS), ("task", TASKS),
+            ("contrast", CONTRASTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -174,15 +174,10 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.age_sigma <= 0 or self.age_l1 < 0:
             raise ConfigError(f"age_sigma must be positive and age_l1 non-negative, got {self.age_sigma}, {self.age_l1}")
-        if self.task == "age" and self.teacher and self.distill_weight > 0.5:
-            raise ConfigError(f"--task age distils with --distill-weight ≤ 0.5 (got {self.distill_weight}): the L1 term "
-                             "reads each image's own age as the top bin of its mixed target")
         parse_holdout(self.holdout)
         if self.mixup < 0:
             raise ConfigError(f"mixup must be 0 (off) or a positive α, got {self.mixup}")
-        if self.task == "age" and self.mixup > 0:
-            raise ConfigError("--task age trains without --mixup: the L1 term reads each image's own age as the top "
-                             "bin of its target, which mixing two faces would move")
+        get_task(self.task).check_config(self)  # the task's own rules (and its name)
         if self.precise_bn < 0:
             raise ConfigError(f"precise_bn must be 0 (off) or a number of images, got {self.precise_bn}")
         if not 0.0 <= self.ema < 1.0:

@@ -1,18 +1,16 @@
-"""The training recipe's factories: augmentation, loss, optimiser and learning-rate schedule, each
-built from a :class:`TrainConfig` (precision is :mod:`emolens.training.precision`)."""
+"""The training recipe's factories: augmentation, optimiser and learning-rate schedule, each built
+from a :class:`TrainConfig` (precision is :mod:`emolens.training.precision`; the loss is the task's,
+:mod:`emolens.training.tasks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from emolens.age import bin_centers
 from emolens.training.config import TrainConfig
-from emolens.training.losses import AgeLoss, SoftTargetCrossEntropy, target_classes
 
 
 def make_augment(kind: str, input_size: int) -> nn.Module | None:
@@ -32,22 +30,6 @@ def make_mixup(alpha: float, num_classes: int) -> nn.Module | None:
     from emolens.data.augment import Mixup
 
     return Mixup(alpha, num_classes) if alpha > 0 else None
-
-
-def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """n / (k · count_c), the scikit-learn "balanced" heuristic."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
-
-
-def make_criterion(cfg: TrainConfig, classes: list[str], targets: np.ndarray, device: torch.device) -> nn.Module:
-    """Age: :class:`AgeLoss` over the bins; expression: the masked soft-target cross-entropy,
-    class-weighted by the training targets' top classes with ``--class-weights balanced``."""
-    if cfg.task == "age":
-        return AgeLoss(torch.from_numpy(bin_centers(classes)), cfg.age_l1).to(device)
-    top = target_classes(torch.from_numpy(targets)).numpy()
-    weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
-    return SoftTargetCrossEntropy(weight).to(device)
 
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter] | list[dict]) -> torch.optim.Optimizer:

@@ -14,7 +14,6 @@ RUN_DIR/
 from __future__ import annotations
 
 import csv
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,11 +128,6 @@ class Progress:
     best_score: float = -1.0
     best_epoch: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
-
-    @classmethod
-    def fresh(cls, task: str) -> Progress:
-        """Before the first epoch (an age score is minus the MAE, so any score beats the start)."""
-        return cls(best_score=-math.inf if task == "age" else -1.0)
 
     def record(self, epoch: int, score: float, row: dict[str, float]) -> bool:
         """Add a finished epoch; True when its score is a new best."""

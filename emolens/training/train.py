@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolens.age import AGE_CLASSES, describe_classes, gaussian_targets, predicted_age
+from emolens.age import describe_classes
 from emolens.data.loader import ArrayLoader
 from emolens.data.sources import (
     SourceData,
@@ -23,11 +23,9 @@ from emolens.data.sources import (
     load_source,
     mix_targets,
     parse_holdout,
-    smooth_targets,
     source_classes,
-    union_classes,
 )
-from emolens.errors import ConfigError, DatasetError
+from emolens.errors import ConfigError
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
 from emolens.models.pretrained import load_pretrained, read_pretrained
@@ -35,18 +33,18 @@ from emolens.models.registry import freeze_backbone, param_groups
 from emolens.preprocess import CropSpec
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
-from emolens.training.engine import global_sums, predict_logits, recompute_batchnorm, train_one_epoch
+from emolens.training.engine import recompute_batchnorm, train_one_epoch
 from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
 from emolens.training.recipe import (
     extend_schedule,
     make_augment,
-    make_criterion,
     make_mixup,
     make_optimizer,
     make_scheduler,
     step_scheduler,
 )
 from emolens.training.run import Progress, RunDir, TrainState, moving_average, seed_everything
+from emolens.training.tasks import ValSet, get_task
 
 Log = Callable[[str], None]
 
@@ -85,16 +83,6 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.Dis
         world_size=info.world_size,
     )
     return cfg, device, info, amp_why
-
-
-@dataclass
-class ValSet:
-    """One source's validation split: its loader (labels, or N×2 labels and vote pluralities) and
-    the classes it defines."""
-
-    name: str
-    loader: ArrayLoader
-    mask: torch.Tensor
 
 
 def _sources(cfg: TrainConfig) -> list[SourceSpec]:
@@ -136,13 +124,8 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     specs = _sources(cfg)
     # Splits emolens makes itself (class-folders, utkface) are load_dataset's fixed ones, whatever
     # --seed: every run, teacher and `evaluate` must see the same validation images.
-    per_source = [source_classes(s) for s in specs]
-    is_age = [c == list(AGE_CLASSES) for c in per_source]
-    if any(is_age) != (cfg.task == "age") or any(is_age) != all(is_age):
-        raise DatasetError(f"--data {', '.join(s.path for s in specs)}: "
-                         + ("--task age trains on age data only (UTKFace-style folders)" if cfg.task == "age"
-                            else "age data (UTKFace layout) trains with --task age"))
-    classes = list(AGE_CLASSES) if cfg.task == "age" else union_classes(per_source)
+    task = get_task(cfg.task)
+    classes = task.classes([source_classes(s) for s in specs], [s.path for s in specs])
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
@@ -150,13 +133,8 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     sources = [load_source(s, classes, crop, cache_dir=cache_dir, holdout=holdout) for s in specs]
     if info.is_main:
         distributed.barrier()
-    if cfg.task == "age":  # Gaussian label distributions around each sample's age bin
-        own = [gaussian_targets(s.train_targets.argmax(1), len(classes), cfg.age_sigma) for s in sources]
-    else:
-        own = [s.train_targets for s in sources]
-    targets = np.concatenate(_teacher_targets(cfg, classes, sources, own, log) if cfg.teacher else own)
-    if cfg.task != "age":
-        targets = smooth_targets(targets, cfg.label_smoothing)
+    own = [task.targets(s, len(classes), cfg) for s in sources]
+    targets = task.finish_targets(np.concatenate(_teacher_targets(cfg, classes, sources, own, log) if cfg.teacher else own), cfg)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     images = np.concatenate([s.train_images for s in sources])
     train_loader = ArrayLoader(
@@ -193,50 +171,6 @@ def precise_bn_loader(images: np.ndarray, count: int, batch_size: int, **loader_
     return ArrayLoader(images[subset], np.zeros(len(subset), np.int64), batch_size, shuffle=False, **loader_args)
 
 
-def validate(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
-             select: str) -> dict[str, float]:
-    """Per source: accuracy (and accuracy against the vote plurality where votes exist) with
-    predictions restricted to the source's classes; ``acc`` is the selection metric and ``loss``
-    the mean cross-entropy over every validation image."""
-    out: dict[str, float] = {}
-    loss_sum = seen = 0.0
-    for v in val_sets:
-        logits, labels = predict_logits(model, v.loader, device, amp_dtype=amp_dtype)
-        votes = labels[:, 1] if labels.ndim == 2 else None
-        labels = labels[:, 0] if labels.ndim == 2 else labels
-        z = torch.from_numpy(logits).masked_fill(~v.mask, float("-inf"))
-        pred = z.argmax(1).numpy()
-        sums = [float((pred == labels).sum()), float(len(labels)),
-                float(nn.functional.cross_entropy(z, torch.from_numpy(labels), reduction="sum"))]
-        if votes is not None:
-            has = votes >= 0
-            sums += [float((pred[has] == votes[has]).sum()), float(has.sum())]
-        sums = global_sums(*sums, device=device)
-        out[f"acc_{v.name}"] = sums[0] / max(sums[1], 1)
-        if len(sums) > 3:
-            out[f"votes_acc_{v.name}"] = sums[3] / max(sums[4], 1)
-        loss_sum, seen = loss_sum + sums[2], seen + sums[1]
-    out["loss"] = loss_sum / max(seen, 1)
-    out["acc"] = float(np.mean([out[f"acc_{v.name}"] for v in val_sets])) if select == "mean" else out[f"acc_{select}"]
-    return out
-
-
-def validate_age(model: nn.Module, val_sets: list[ValSet], device: torch.device, amp_dtype: torch.dtype | None,
-                 criterion: nn.Module, sigma: float) -> dict[str, float]:
-    """Age validation over every source: ``mae`` of the predicted age (the median, years; ages clipped to the
-    bins), ``acc`` = CS(5) (share within 5 years) and ``loss`` (the training loss on Gaussian targets)."""
-    sums = [0.0, 0.0, 0.0, 0.0]  # abs error, within 5, loss, n
-    for v in val_sets:
-        logits, bins = predict_logits(model, v.loader, device, amp_dtype=amp_dtype)
-        z = torch.from_numpy(logits).to(device)
-        targets = torch.from_numpy(gaussian_targets(bins, z.shape[1], sigma)).to(device)
-        err = np.abs(predicted_age(torch.softmax(z, 1).cpu().numpy(), AGE_CLASSES) - bins)
-        batch = (float(err.sum()), float((err <= 5).sum()), float(criterion(z, targets)) * len(bins), float(len(bins)))
-        sums = [a + b for a, b in zip(sums, batch)]
-    abs_err, within, loss, n = global_sums(*sums, device=device)
-    return {"acc": within / max(n, 1), "mae": abs_err / max(n, 1), "loss": loss / max(n, 1)}
-
-
 def _model(cfg: TrainConfig, num_classes: int, device: torch.device, info: distributed.DistInfo,
            resuming: bool, log: Log) -> tuple[nn.Module, nn.Module]:
     """The model on ``device``, started from the pretrained and ``--init`` weights unless
@@ -266,23 +200,11 @@ def _resume(run: RunDir, state: TrainState, cfg: TrainConfig, rank: int, device:
     progress = run.restore(state, device, rank, cfg.seed)
     if progress is None:
         log(f"{run.path}: no epoch finished before the stop; starting from epoch 0")
-        return Progress.fresh(cfg.task)
+        return Progress(best_score=get_task(cfg.task).initial_score)
     extend_schedule(cfg, state.scheduler, log)
     log(f"resuming {run.path} at epoch {progress.next_epoch} "
-        f"(best val {_score_text(cfg.task, progress.best_score)} at epoch {progress.best_epoch})")
+        f"(best val {get_task(cfg.task).score_text(progress.best_score)} at epoch {progress.best_epoch})")
     return progress
-
-
-def _validate(cfg: TrainConfig, model: nn.Module, val_sets: list[ValSet], device: torch.device,
-              criterion: nn.Module) -> tuple[dict[str, float], float]:
-    """The validation metrics and the score that picks best.pt (higher is better: the accuracy,
-    or minus the age MAE; saved as best_val_acc)."""
-    amp_dtype = AMP_DTYPES[cfg.amp]
-    if cfg.task == "age":
-        val = validate_age(model, val_sets, device, amp_dtype, criterion, cfg.age_sigma)
-        return val, -val["mae"]
-    val = validate(model, val_sets, device, amp_dtype, cfg.select)
-    return val, val["acc"]
 
 
 def _history_row(epoch: int, lr: float, train: dict[str, float], val: dict[str, float], seconds: float) -> dict[str, float]:
@@ -317,11 +239,12 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     seed_everything(cfg.seed + info.rank)
     restarting = resume and run.last_pt.is_file()  # a run stopped in its first epoch starts again from --init
     model, train_model = _model(cfg, len(classes), device, info, restarting, log)
-    criterion = make_criterion(cfg, classes, targets, device)
+    task = get_task(cfg.task)
+    criterion = task.criterion(cfg, classes, targets, device)
     optimizer = make_optimizer(cfg, param_groups(model, cfg.lr, cfg.backbone_lr))
     state = TrainState(model, optimizer, make_scheduler(cfg, optimizer, len(train_loader)),
                        torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"), moving_average(model, cfg.ema))
-    progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress.fresh(cfg.task)
+    progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress(best_score=task.initial_score)
     params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
         f"{f' × {info.world_size} processes' if info.enabled else ''}, "
@@ -336,7 +259,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     epoch = start - 1
     for epoch in range(start, cfg.epochs):
         if progress.stalled(epoch, cfg.early_stopping):
-            stop_reason = f"early stopping: no better val {'MAE' if cfg.task == 'age' else 'accuracy'} for {cfg.early_stopping} epochs"
+            stop_reason = f"early stopping: no better val {task.metric} for {cfg.early_stopping} epochs"
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
@@ -350,7 +273,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
         )
         if bn_loader is not None:
             recompute_batchnorm(state.evaluated, bn_loader, device)
-        val, score = _validate(cfg, state.evaluated, val_sets, device, criterion)
+        val, score = task.validate(state.evaluated, val_sets, device, AMP_DTYPES[cfg.amp], criterion, cfg)
         step_scheduler(cfg, state.scheduler, score)
         improved = progress.record(epoch, score, _history_row(epoch, lr, train, val, time.perf_counter() - t0))
         if info.is_main:
@@ -359,7 +282,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     run.close()
     distributed.barrier()
     distributed.teardown()
-    log(f"done ({stop_reason}): best val {_score_text(cfg.task, progress.best_score)} at epoch {progress.best_epoch}; "
+    log(f"done ({stop_reason}): best val {task.score_text(progress.best_score)} at epoch {progress.best_epoch}; "
         f"checkpoints in {run.path}")
     return _summary(run, progress, start, epoch, stop_reason)
 
@@ -373,6 +296,3 @@ def _summary(run: RunDir, progress: Progress, start: int, last_epoch: int, stop_
         "mean_train_images_per_s": float(np.mean([r["train_images_per_s"] for r in ran])) if ran else 0.0,
     }
 
-
-def _score_text(task: str, score: float) -> str:
-    return f"MAE {-score:.3f} years" if task == "age" else f"acc {score:.4f}"
