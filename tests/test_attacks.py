@@ -84,8 +84,16 @@ def test_a_decode_over_its_time_budget_is_refused_and_the_server_carries_on(reco
 # --- 2. images one or two pixels thin --------------------------------------------------------------
 
 def test_thin_images_after_a_larger_one_give_finite_results(recognizer, photo: bytes) -> None:
+    from emolens.inference.detectors.yunet import YuNetDetector
+
+    yunet, large = YuNetDetector(), load_image(photo)
+    rng = np.random.default_rng(26)
+    for shape in ((1, 1000), (2, 20000), (20000, 2), (3, 5000), (31, 640), (17, 1000)):
+        yunet.raw(large)  # reshaped to a larger image first
+        rows = yunet.raw(rng.integers(0, 255, (*shape, 3), dtype=np.uint8))
+        assert np.isfinite(rows).all() and (np.abs(rows[:, :4]) < 1e5).all(), (shape, rows[:, :4])
     for name, data in thin_pngs().items():
-        recognizer.analyze(photo)  # YuNet reshaped to a larger image first
+        recognizer.analyze(photo)
         result = recognizer.analyze(data)
         for face in result.faces:
             assert all(0 <= v <= max(result.width, result.height) for v in face.box), (name, face.box)
