@@ -28,7 +28,7 @@ from emolens.errors import ConfigError, DatasetError
 from emolens.evaluation.evaluate import predict_tta
 from emolens.evaluation.predictors import load_predictor
 from emolens.files import atomic_path, write_json
-from emolens.labels import ClassSelection
+from emolens.labels import ClassSelection, remap
 
 Log = Callable[[str], None]
 
@@ -102,6 +102,99 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray, columns: list[int]) -> floa
     return float((pred[keep] == labels[keep]).mean())
 
 
+@dataclass
+class _Teachers:
+    """The teacher models with what the outputs file needs of them: the run's classes (the union of
+    theirs; the age bins for age teachers, ``age_classes`` then set) and each one's held-out fold."""
+
+    models: list[str]
+    predictors: list
+    classes: list[str]
+    age_classes: list[str] | None
+    holdouts: list[tuple[int, int] | None]
+
+    @classmethod
+    def load(cls, models: Sequence[str | Path], device: str) -> _Teachers:
+        predictors = [load_predictor(m, device) for m in models]
+        age = [is_age_model(p.classes) for p in predictors]
+        if any(age) != all(age):
+            raise ConfigError("teachers must be all age models or all expression models")
+        classes = list(AGE_CLASSES) if all(age) else union_classes([p.classes for p in predictors])
+        holdouts = [getattr(p, "holdout", None) for p in predictors]  # only torch checkpoints record one
+        return cls([str(m) for m in models], predictors, classes, classes if all(age) else None, holdouts)
+
+
+@dataclass
+class _SplitOutputs:
+    """Every teacher's probabilities (NaN rows: left out by its fold) on one split of one source."""
+
+    name: str
+    keys: np.ndarray
+    labels: np.ndarray  # indices into the run's classes, -1 where the run lacks the class
+    columns: list[int]  # the run classes the source defines
+    probs: list[np.ndarray]
+
+
+def _datasets(teachers: _Teachers, spec: SourceSpec) -> list:
+    """The source as each teacher cuts it: box datasets at the teacher's crop margin, or at the
+    source's own margin= where given (loaded once per distinct margin)."""
+    selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
+    margins = [p.crop.margin if spec.margin is None else spec.margin for p in teachers.predictors]
+    loaded = {m: load_dataset(spec.path, format=spec.format, selection=selection, crop=replace(p.crop, margin=m))
+              for m, p in zip(margins, teachers.predictors)}
+    return [loaded[m] for m in margins]
+
+
+def _split_outputs(teachers: _Teachers, spec: SourceSpec, datasets: list, split_name: str, cache_dir: Path | None,
+                   tta: str, batch_size: int, log: Log) -> _SplitOutputs | None:
+    """Run every teacher over one split of a source (None when the source has no such split)."""
+    out = None
+    for predictor, holdout, dataset in zip(teachers.predictors, teachers.holdouts, datasets):
+        crop = predictor.crop
+        if split_name not in dataset.splits:
+            return None
+        faces, y, keys = load_arrays(dataset.split(split_name), crop.size, crop.channels, cache_dir=cache_dir,
+                                     contrast=crop.contrast, with_keys=True)
+        if out is None:
+            out = _SplitOutputs(spec.name or dataset.name, keys, remap(y, dataset.classes, teachers.classes),
+                                [teachers.classes.index(c) for c in dataset.classes if c in teachers.classes], [])
+        elif not np.array_equal(out.keys, keys):
+            raise ConfigError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
+        rows = in_fold(keys, *holdout) if holdout and split_name == "train" else np.ones(len(keys), bool)
+        mapped = np.full((len(keys), len(teachers.classes)), np.nan, np.float32)
+        mapped[rows] = 0.0
+        if rows.any():
+            p = predict_tta(predictor, faces[rows], tta, batch_size)
+            mapped[np.ix_(rows, [teachers.classes.index(c) for c in predictor.classes])] = p
+        out.probs.append(mapped)
+        log(f"{Path(str(predictor.model_name))} on {out.name}/{split_name}: {rows.sum()} faces"
+            + (f" (fold {holdout[0]}/{holdout[1]}, left out of its training)" if rows.sum() < len(keys) else ""))
+    return out
+
+
+def _val_entry(teachers: _Teachers, spec: SourceSpec, split_name: str, split: _SplitOutputs) -> dict:
+    """One source's validation report: each teacher's and the ensemble's score, and their accuracy
+    against the vote plurality where the source has votes."""
+    members = [*zip(teachers.models, split.probs), ("ensemble", mean_of_members(np.stack(split.probs)))]
+    entry: dict = {"split": split_name, "n": int(len(split.labels)),
+                   **{label: _score(p, split.labels, split.columns, teachers.age_classes) for label, p in members}}
+    if spec.votes:
+        vote_classes, table = read_votes(spec.votes)
+        votes = remap(plurality(vote_matrix(split.keys, table, vote_classes, vote_classes)), vote_classes, teachers.classes)
+        vote_columns = sorted(set(split.columns) | {teachers.classes.index(c) for c in vote_classes if c in teachers.classes})
+        for label, p in members:
+            entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
+    return entry
+
+
+def _entry_line(name: str, split_name: str, entry: dict) -> str:
+    return f"{name}/{split_name}: " + ", ".join(
+        (f"{label} MAE {v['mae']:.3f}" if "mae" in v else f"{label} {v['acc']:.4f}")
+        + (f" (votes {v['votes_acc']:.4f})" if "votes_acc" in v else "")
+        for label, v in entry.items() if isinstance(v, dict)
+    )
+
+
 def save_teacher_outputs(
     models: Sequence[str | Path],
     sources: Sequence[SourceSpec],
@@ -115,84 +208,39 @@ def save_teacher_outputs(
 ) -> dict:
     """Run every teacher (with ``tta``) over the train and validation splits of every source;
     write the outputs file and its report; return the report."""
-    predictors = [load_predictor(m, device) for m in models]
-    classes = union_classes([p.classes for p in predictors])
-    age = [is_age_model(p.classes) for p in predictors]
-    if any(age) != all(age):
-        raise ConfigError("teachers must be all age models or all expression models")
-    age_classes = None  # age teachers: the report gives each one's MAE
-    if all(age):
-        classes = age_classes = list(AGE_CLASSES)  # bin order, as every age model has them
-    all_keys: list[np.ndarray] = []
-    all_probs: list[list[np.ndarray]] = [[] for _ in predictors]
-    holdouts = [getattr(p, "holdout", None) for p in predictors]  # only torch checkpoints record one
-    report: dict = {"models": [str(m) for m in models], "tta": tta, "classes": classes,
-                    "holdout": [f"{h[0]}/{h[1]}" if h else None for h in holdouts], "train": {}, "val": {}}
+    teachers = _Teachers.load(models, device)
+    report: dict = {"models": teachers.models, "tta": tta, "classes": teachers.classes,
+                    "holdout": [f"{h[0]}/{h[1]}" if h else None for h in teachers.holdouts], "train": {}, "val": {}}
+    keys: list[np.ndarray] = []
+    probs: list[list[np.ndarray]] = [[] for _ in teachers.models]
     for spec in sources:
-        selection = ClassSelection.parse(spec.keep, spec.drop, spec.merge)
-        # box datasets are cut with each teacher's crop spec, or at the source's own margin= where given
-        margins = [p.crop.margin if spec.margin is None else spec.margin for p in predictors]
-        cuts = {m: replace(p.crop, margin=m) for m, p in zip(margins, predictors)}  # one load per distinct margin
-        by_margin = {m: load_dataset(spec.path, format=spec.format, selection=selection, crop=c) for m, c in cuts.items()}
+        datasets = _datasets(teachers, spec)
         for split_name in ("train", *VAL_SPLITS):
-            keys = labels = None
-            split_probs = []
-            for predictor, holdout, margin in zip(predictors, holdouts, margins):
-                dataset = by_margin[margin]
-                if split_name not in dataset.splits:
-                    break
-                crop = predictor.crop
-                faces, y, k = load_arrays(
-                    dataset.split(split_name), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast,
-                    with_keys=True,
-                )
-                if keys is not None and not np.array_equal(keys, k):
-                    raise ConfigError(f"{spec.path}: teachers decode different samples of {split_name}; use one crop margin")
-                keys, name, data_classes = k, spec.name or dataset.name, dataset.classes
-                labels = np.array([classes.index(c) if c in classes else -1 for c in data_classes])[y]
-                rows = in_fold(k, *holdout) if holdout and split_name == "train" else np.ones(len(k), bool)
-                mapped = np.full((len(k), len(classes)), np.nan, np.float32)
-                mapped[rows] = 0.0
-                if rows.any():
-                    p = predict_tta(predictor, faces[rows], tta, batch_size)
-                    mapped[np.ix_(rows, [classes.index(c) for c in predictor.classes])] = p
-                split_probs.append(mapped)
-                log(f"{Path(str(predictor.model_name))} on {name}/{split_name}: {rows.sum()} faces"
-                    + (f" (fold {holdout[0]}/{holdout[1]}, left out of its training)" if rows.sum() < len(k) else ""))
-            if keys is None:
+            split = _split_outputs(teachers, spec, datasets, split_name, cache_dir, tta, batch_size, log)
+            if split is None:
                 continue
-            all_keys.append(np.char.add(f"{name}/", keys.astype(str)))
-            for i, p in enumerate(split_probs):
-                all_probs[i].append(p)
-            columns = [classes.index(c) for c in data_classes if c in classes]
-            members = [*zip([str(m) for m in models], split_probs), ("ensemble", mean_of_members(np.stack(split_probs)))]
-            scores = {label: _score(p, labels, columns, age_classes) for label, p in members}
+            keys.append(np.char.add(f"{split.name}/", split.keys.astype(str)))
+            for member, p in zip(probs, split.probs):
+                member.append(p)
             if split_name == "train":  # in-sample, except where a teacher's run held the image out
-                report["train"][name] = scores
-            else:
-                entry: dict = {"split": split_name, "n": int(len(labels)), **scores}
-                if spec.votes:
-                    vote_classes, table = read_votes(spec.votes)
-                    to_run = np.array([classes.index(c) if c in classes else -1 for c in vote_classes] + [-1])  # [-1]: no plurality
-                    votes = to_run[plurality(vote_matrix(keys, table, vote_classes, vote_classes))]
-                    vote_columns = sorted(set(columns) | {classes.index(c) for c in vote_classes if c in classes})
-                    for label, p in members:
-                        entry[label]["votes_acc"] = _accuracy(p, votes, vote_columns)
-                report["val"][name] = entry
-                log(f"{name}/{split_name}: " + ", ".join(
-                    (f"{label} MAE {v['mae']:.3f}" if "mae" in v else f"{label} {v['acc']:.4f}")
-                    + (f" (votes {v['votes_acc']:.4f})" if "votes_acc" in v else "")
-                    for label, v in entry.items() if isinstance(v, dict)
-                ))
-                break  # one validation split per source
-    if not all_keys:
+                report["train"][split.name] = {
+                    label: _score(p, split.labels, split.columns, teachers.age_classes)
+                    for label, p in [*zip(teachers.models, split.probs), ("ensemble", mean_of_members(np.stack(split.probs)))]
+                }
+                continue
+            report["val"][split.name] = _val_entry(teachers, spec, split_name, split)
+            log(_entry_line(split.name, split_name, report["val"][split.name]))
+            break  # one validation split per source
+    if not keys:
         raise DatasetError("no train or validation split found in any source")
-    probs = np.stack([np.concatenate(p) for p in all_probs]).astype(np.float16)
+    _write(out, teachers.classes, np.concatenate(keys), np.stack([np.concatenate(p) for p in probs]), report, tta)
+    return report
+
+
+def _write(out: str | Path, classes: list[str], keys: np.ndarray, probs: np.ndarray, report: dict, tta: str) -> None:
+    """The outputs file (float16 probabilities, atomically) and its JSON report beside it."""
     out = Path(out)
     with atomic_path(out) as tmp, tmp.open("wb") as f:
-        np.savez_compressed(
-            f, classes=np.asarray(classes), keys=np.concatenate(all_keys), members=np.asarray(report["models"]),
-            tta=np.asarray(tta), probs=probs,
-        )
+        np.savez_compressed(f, classes=np.asarray(classes), keys=keys, members=np.asarray(report["models"]),
+                            tta=np.asarray(tta), probs=probs.astype(np.float16))
     write_json(out.with_suffix(".json"), report)
-    return report
