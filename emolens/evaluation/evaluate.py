@@ -147,6 +147,61 @@ def evaluate_age(predictor: Predictor, samples: Samples, out_dir: str | Path, *,
     return out
 
 
+def _samples(data_split, predictor: Predictor, detect: bool, detector: str, align: bool,
+             cache_dir: str | Path | None) -> Samples:
+    """The split's faces as the model sees them: cut from the dataset's boxes, or found by ``detector``."""
+    if detect:
+        return _detected_faces(data_split, predictor, detector, align)
+    return _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None)
+
+
+def _match(predictor: Predictor, dataset, samples: Samples, log: Log) -> tuple[list[str], list[str], dict[str, int], np.ndarray]:
+    """The classes model and data share, the model's classes the data lacks, the data's images of
+    classes the model lacks (per class), and each sample's label among the shared classes (-1: left out)."""
+    shared, only_model, only_data = match_classes(predictor.classes, dataset.classes)
+    if not shared:
+        raise DatasetError(
+            f"model classes ({', '.join(predictor.classes)}) and data classes ({', '.join(dataset.classes)}) share none"
+        )
+    counts = np.bincount(samples.labels, minlength=len(dataset.classes))
+    left_out = {c: int(counts[i]) for i, c in enumerate(dataset.classes) if c in only_data and counts[i]}
+    if left_out:
+        log(f"left out {sum(left_out.values())} images of classes the model does not know: "
+            + ", ".join(f"{c} ({n})" for c, n in left_out.items()))
+    if only_model:
+        log(f"model classes absent from the data (predictions never fall there): {', '.join(only_model)}")
+    return shared, only_model, left_out, remap(samples.labels, dataset.classes, shared)
+
+
+def _scores(predictor: Predictor, faces: np.ndarray, y_true: np.ndarray, found: np.ndarray, shared: list[str],
+            tta: str, batch_size: int) -> tuple[dict, np.ndarray]:
+    """Accuracy, F1, the confusion matrix, ECE and the temperature that would minimise log-loss here,
+    with predictions restricted to the shared classes (an image without a face found counts as wrong);
+    also the full probabilities of the images with a face."""
+    columns = [list(predictor.classes).index(c) for c in shared]
+
+    def restricted(probs: np.ndarray) -> np.ndarray:
+        p = probs[:, columns]
+        return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+
+    full = predict_tta(predictor, faces[found], tta, batch_size)
+    probs = np.zeros((len(faces), len(shared)), np.float32)
+    probs[found] = restricted(full)
+    report = compute_metrics(y_true, np.where(found, probs.argmax(axis=1), -1), shared)
+    report["ece"] = expected_calibration_error(probs[found], y_true[found])  # over images with a face
+    if found.any():
+        t = fit_temperature(probs[found], y_true[found])
+        report["temperature_fit"] = {
+            "temperature": t, "ece": expected_calibration_error(rescale(probs[found], t), y_true[found]),
+            "note": "relative to the model's own temperature; fitted on this split",
+        }
+    if tta != "none":
+        plain = restricted(predictor.predict_proba(faces[found], batch_size)).argmax(axis=1)
+        report["accuracy_without_tta"] = float((plain == y_true[found]).sum() / max(len(y_true), 1))
+        report["tta_gain"] = report["accuracy"] - report["accuracy_without_tta"]
+    return report, full
+
+
 def evaluate_model(
     model: str | Path,
     data: str | Path,
@@ -179,76 +234,24 @@ def evaluate_model(
     if split_name is None:
         raise DatasetError(f"{data}: no test/val/eval split (found {', '.join(dataset.splits)}); choose one with --split")
     data_split = dataset.split(split_name)
+    about = {"model": str(model), "model_name": predictor.model_name, "data": str(data), "split": data_split.name,
+             "tta": tta, "detect": detect, "align": align}
     if is_age_model(predictor.classes):
-        samples = (_detected_faces(data_split, predictor, detector, align) if detect
-                   else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None))
-        return evaluate_age(predictor, samples, out_dir, tta=tta, batch_size=batch_size, log=log, report={
-            "model": str(model), "model_name": predictor.model_name, "data": str(data), "split": data_split.name,
-            "tta": tta, "detect": detect, "align": align,
-        })
-    shared, only_model, only_data = match_classes(predictor.classes, dataset.classes)
-    if not shared:
-        raise DatasetError(
-            f"model classes ({', '.join(predictor.classes)}) and data classes ({', '.join(dataset.classes)}) share none"
-        )
-    samples = (
-        _detected_faces(data_split, predictor, detector, align)
-        if detect
-        else _dataset_faces(data_split, predictor, Path(cache_dir) if cache_dir else None)
-    )
-    y_all = remap(samples.labels, dataset.classes, shared)
+        samples = _samples(data_split, predictor, detect, detector, align, cache_dir)
+        return evaluate_age(predictor, samples, out_dir, tta=tta, batch_size=batch_size, log=log, report=about)
+    samples = _samples(data_split, predictor, detect, detector, align, cache_dir)
+    shared, only_model, left_out, y_all = _match(predictor, dataset, samples, log)
     keep = y_all >= 0
-    counts = np.bincount(samples.labels, minlength=len(dataset.classes))
-    left_out = {c: int(counts[i]) for i, c in enumerate(dataset.classes) if c in only_data and counts[i]}
-    if left_out:
-        log(f"left out {sum(left_out.values())} images of classes the model does not know: "
-            + ", ".join(f"{c} ({n})" for c, n in left_out.items()))
-    if only_model:
-        log(f"model classes absent from the data (predictions never fall there): {', '.join(only_model)}")
-
-    faces, y_true, missing = samples.faces[keep], y_all[keep], samples.missing[keep]
-    columns = [list(predictor.classes).index(c) for c in shared]
-
-    def restricted(probs: np.ndarray) -> np.ndarray:
-        p = probs[:, columns]
-        return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-
-    found = ~missing
-    full = predict_tta(predictor, faces[found], tta, batch_size)
-    probs = np.zeros((len(faces), len(shared)), np.float32)
-    probs[found] = restricted(full)
-    y_pred = np.where(found, probs.argmax(axis=1), -1)
-    report = compute_metrics(y_true, y_pred, shared)
-    report["ece"] = expected_calibration_error(probs[found], y_true[found])  # over images with a face
-    if found.any():
-        t = fit_temperature(probs[found], y_true[found])
-        report["temperature_fit"] = {
-            "temperature": t, "ece": expected_calibration_error(rescale(probs[found], t), y_true[found]),
-            "note": "relative to the model's own temperature; fitted on this split",
-        }
+    found = ~samples.missing[keep]
+    report, full = _scores(predictor, samples.faces[keep], y_all[keep], found, shared, tta, batch_size)
     if votes is not None:
         report["votes_accuracy"], report["votes_n"] = _votes_accuracy(
             full, list(predictor.classes), samples.keys[keep][found], votes
         )
-    if tta != "none":
-        plain = restricted(predictor.predict_proba(faces[found], batch_size)).argmax(axis=1)
-        report["accuracy_without_tta"] = float((plain == y_true[found]).sum() / max(len(y_true), 1))
-        report["tta_gain"] = report["accuracy"] - report["accuracy_without_tta"]
-    report.update({
-        "model": str(model),
-        "model_name": predictor.model_name,
-        "model_classes": list(predictor.classes),
-        "data": str(data),
-        "split": data_split.name,
-        "tta": tta,
-        "detect": detect,
-        "align": align,
-        "skipped": {
-            "data_classes_unknown_to_model": left_out,
-            "model_classes_not_in_data": only_model,
-            "no_face_found": int(missing.sum()),
-        },
-    })
+    report.update({**about, "model_classes": list(predictor.classes), "skipped": {
+        "data_classes_unknown_to_model": left_out, "model_classes_not_in_data": only_model,
+        "no_face_found": int(samples.missing[keep].sum()),
+    }})
     out = Path(out_dir)
     write_json(out / "metrics.json", report)
     plot_confusion_matrix(
