@@ -48,6 +48,25 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def _optimizer_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None, clip_grad: float) -> None:
+    """Backward pass, optional gradient clipping and the optimiser step (through the fp16 loss scaler when on)."""
+    scaled = scaler is not None and scaler.is_enabled()
+    optimizer.zero_grad(set_to_none=True)
+    if scaled:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaled:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -83,19 +102,7 @@ def train_one_epoch(
         with autocast(device, amp_dtype):
             logits = model(x)
             loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if clip_grad > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        if scaler is not None and scaler.is_enabled():
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _optimizer_step(model, loss, optimizer, scaler, clip_grad)
         if batch_scheduler is not None:
             batch_scheduler.step()
         if ema is not None:
