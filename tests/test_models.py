@@ -12,7 +12,7 @@ from emolens.models import create_model, list_models, register_model  # noqa: E4
 from emolens.models.checkpoint import init_from  # noqa: E402
 from emolens.preprocess import normalize  # noqa: E402
 
-NAMES = ["efficientnet-b0", "mini-xception", "mini-xception-wide", "mini-xception-xl", "mobilenetv2", "resnet10-small", "resnet10-tiny", "resnet18", "seed-cnn", "vgg48"]
+NAMES = ["efficientnet-b0", "mini-xception", "mini-xception-wide", "mini-xception-xl", "mobilenetv1", "mobilenetv2", "resnet10-small", "resnet10-tiny", "resnet18", "seed-cnn", "vgg48"]
 
 
 def test_registry_lists_every_family():
@@ -45,6 +45,19 @@ def test_standard_layouts_match_torchvision(name, params):
         "efficientnet-b0": "features.6.3.block.2.fc2.bias",
     }[name]
     assert expected in keys
+
+
+def test_mobilenetv1_is_keras_mobilenet():
+    """Keras' MobileNet (alpha 1.0, 1000 classes) has 4,231,976 trainable parameters; the layers carry
+    its names, and TF "SAME" padding keeps every size (odd ones included) at ceil(size / 32)."""
+    model = create_model("mobilenetv1", 1000, input_size=224)
+    assert sum(p.numel() for p in model.parameters()) == 4_231_976
+    assert {"backbone.conv1.conv.weight", "backbone.conv_dw_13.bn.running_var", "backbone.conv_pw_13.conv.weight"} <= set(
+        model.state_dict())
+    for size in (96, 100, 112):
+        small = create_model("mobilenetv1", 8, input_size=size)
+        assert small.backbone(torch.zeros(1, 3, size, size)).shape[-1] == -(-size // 32)
+    assert create_model("mobilenetv1", 8, input_size=96, channels=1)(torch.zeros(2, 1, 96, 96)).shape == (2, 8)
 
 
 @pytest.mark.parametrize(("name", "width", "params"), [("resnet10-small", 32, 1_227_880), ("resnet10-tiny", 16, 308_280)])
