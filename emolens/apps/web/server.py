@@ -9,21 +9,18 @@ FastAPI's Swagger/ReDoc pages (which load from a CDN) are disabled — ``/openap
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-import cv2
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -42,16 +39,13 @@ from emolens.apps.web.guards import (
 from emolens.apps.web.inpage import PAGE_CSP
 from emolens.apps.web.inpage import add_routes as add_inpage_routes
 from emolens.apps.web.stream import serve_stream
-from emolens.apps.web.uploads import keep_upload, looks_like_image
-from emolens.errors import EmolensError, InputError, LimitError
-from emolens.inference.capture import VIDEO_SUFFIXES
+from emolens.apps.web.uploads import image_reply, video_reply
+from emolens.errors import EmolensError, LimitError
 from emolens.inference.classifier import list_bundled_models
 from emolens.inference.detectors import list_detectors
 from emolens.inference.recognizer import Recognizer
-from emolens.inference.report import summary_csv, timeline_csv, timeline_png
 from emolens.inference.stream import StreamAnalyzer, check_detect_every
 from emolens.inference.tracking import DEFAULT_SMOOTHING, check_smoothing
-from emolens.inference.video import analyze_video
 from emolens.limits import WEB_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -148,38 +142,76 @@ class ArtifactStore:
             del self._items[key]
 
 
+@dataclass(frozen=True)
+class _Services:
+    """What the routes share: the models, the settings, the inference threads, the decoding
+    processes and the files kept for video responses."""
+
+    recognizer: Recognizer
+    settings: Settings
+    executor: ThreadPoolExecutor
+    decoder: DecodePool
+    artifacts: ArtifactStore
+
+    async def infer(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` in the inference threads, keeping the event loop free."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        """The app's lifespan: on shutdown, stop the threads and the decoding processes."""
+        yield
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.decoder.close()
+
+
 def create_app(recognizer: Recognizer | None = None, settings: Settings = Settings()) -> FastAPI:
     """Build the app around ``recognizer`` (default: a ``Recognizer`` from ``settings``)."""
     if recognizer is None:
         recognizer = Recognizer(model=settings.model, detector=settings.detector,
                                 attributes=("age",) if settings.age else ())
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer")
-    decoder = DecodePool(settings.workers, settings.decode_timeout_s)
-    artifacts = ArtifactStore(settings.artifact_ttl_s, settings.max_artifacts)
-    active_streams = 0
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        yield
-        executor.shutdown(wait=False, cancel_futures=True)
-        decoder.close()
-
+    services = _Services(
+        recognizer, settings,
+        ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="emolens-infer"),
+        DecodePool(settings.workers, settings.decode_timeout_s),
+        ArtifactStore(settings.artifact_ttl_s, settings.max_artifacts),
+    )
     app = FastAPI(
         title="emolens",
         version=emolens.__version__,
         description="Facial emotion recognition: images, videos and a live WebSocket stream.",
         docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=services.lifespan,
     )
+    app.add_exception_handler(EmolensError, _input_error)
+    _add_meta_routes(app, services)
+    _add_recognition_routes(app, services)
+    _add_stream_route(app, services)
+    _add_guards(app, settings)
+    add_inpage_routes(app, recognizer, settings.smoothing)  # /assets/: config and models for recognition in the page
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    async def infer(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
-    @app.exception_handler(EmolensError)
-    async def input_error(_: Request, exc: EmolensError) -> JSONResponse:
-        """Every input emolens cannot use: 413 over a size limit, else 400; the message names the input."""
-        return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, LimitError) else 400)
+async def _input_error(_: Request, exc: EmolensError) -> JSONResponse:
+    """Every input emolens cannot use: 413 over a size limit, else 400; the message names the input."""
+    return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, LimitError) else 400)
+
+
+def _add_guards(app: FastAPI, settings: Settings) -> None:
+    """The middleware; the last added runs first: headers on every response, then hosts,
+    admission, body limits."""
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, idle_timeout_s=settings.read_timeout_s,
+                       total_timeout_s=settings.upload_timeout_s)
+    app.add_middleware(WorkLimit, max_requests=settings.workers + settings.max_queued)
+    app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
+
+
+def _add_meta_routes(app: FastAPI, services: _Services) -> None:
+    """The page, ``/health`` and ``/api/v1/models``."""
+    settings, recognizer = services.settings, services.recognizer
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -198,6 +230,11 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
                 "classes": list(recognizer.classes), "attributes": ["age"] if recognizer.age is not None else [],
                 "bundled_models": list_bundled_models(), "detectors": list_detectors()}
 
+
+def _add_recognition_routes(app: FastAPI, services: _Services) -> None:
+    """``/api/v1/analyze`` (an image), ``/api/v1/analyze-video`` and its result files."""
+    recognizer, settings, artifacts = services.recognizer, services.settings, services.artifacts
+
     @app.post("/api/v1/analyze", tags=["recognition"])
     async def analyze(file: UploadFile = File(..., description="an image"),
                       annotate: bool = False) -> dict[str, Any]:
@@ -207,7 +244,8 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         labels and bars, as base64 JPEG.
         """
         data = await file.read()
-        return await infer(_analyze_upload, recognizer, decoder, settings, data, file.filename or "upload", annotate)
+        return await services.infer(image_reply, recognizer, services.decoder, settings, data,
+                                    file.filename or "upload", annotate)
 
     @app.post("/api/v1/analyze-video", tags=["recognition"])
     async def analyze_video_upload(file: UploadFile = File(..., description="a video (MP4, AVI, MOV, MKV, WebM)"),
@@ -217,8 +255,8 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         Returns ``VideoResult.to_dict()`` (summary per face and the timeline) plus ``plot_url``,
         ``csv_url`` and ``summary_csv_url``: files kept in memory for ``expires_in_s`` seconds.
         """
-        result, files = await infer(_analyze_video_upload, recognizer, settings, file.file,
-                                    file.filename or "upload")
+        result, files = await services.infer(video_reply, recognizer, settings, file.file,
+                                             file.filename or "upload")
         key = artifacts.put(files)
         base = f"/api/v1/results/{key}"
         return {**result, "plot_url": f"{base}/timeline.png", "csv_url": f"{base}/timeline.csv",
@@ -233,6 +271,13 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
         media_type, content = found
         return Response(content, media_type=media_type)
 
+
+def _add_stream_route(app: FastAPI, services: _Services) -> None:
+    """The live WebSocket, ``/api/v1/stream``: at most ``max_streams`` at once, one
+    :class:`StreamAnalyzer` each (see :mod:`~emolens.apps.web.stream`)."""
+    settings = services.settings
+    active_streams = 0
+
     @app.websocket("/api/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         nonlocal active_streams
@@ -242,64 +287,10 @@ def create_app(recognizer: Recognizer | None = None, settings: Settings = Settin
             return
         active_streams += 1
         try:
-            analyzer = StreamAnalyzer(recognizer, settings.detect_every, settings.smoothing)
-            await serve_stream(websocket, analyzer, executor, decoder.decode, settings)
+            analyzer = StreamAnalyzer(services.recognizer, settings.detect_every, settings.smoothing)
+            await serve_stream(websocket, analyzer, services.executor, services.decoder.decode, settings)
         finally:
             active_streams -= 1
-
-    # the last added runs first: headers on every response, then hosts, admission, body limits
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, idle_timeout_s=settings.read_timeout_s,
-                       total_timeout_s=settings.upload_timeout_s)
-    app.add_middleware(WorkLimit, max_requests=settings.workers + settings.max_queued)
-    app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
-    app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
-    add_inpage_routes(app, recognizer, settings.smoothing)  # /assets/: config and models for recognition in the page
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
-
-
-def _analyze_video_upload(recognizer: Recognizer, settings: Settings, upload: BinaryIO,
-                          name: str) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
-    """Analyze an uploaded video via a temp file (removed on return); returns the JSON and files."""
-    head = upload.read(64 * 1024)
-    upload.seek(0)
-    if looks_like_image(head):
-        raise InputError(f"{name}: this is an image; expected a video (use /api/v1/analyze for images)")
-    with tempfile.TemporaryDirectory(prefix="emolens-web-") as tmp:
-        path = Path(tmp) / "upload"
-        with path.open("wb") as out:
-            shutil.copyfileobj(upload, out)
-        try:
-            result = analyze_video(recognizer, path, detect_every=settings.detect_every, smoothing=settings.smoothing,
-                                   max_seconds=settings.max_video_seconds, max_pixels=settings.max_pixels)
-        except LimitError as exc:
-            raise LimitError(str(exc).replace(str(path), name)) from None
-        except InputError:
-            raise InputError(f"{name}: not a readable video; expected MP4, AVI, MOV, MKV or WebM") from None
-        suffix = Path(name).suffix.lower()
-        keep_upload(settings.keep_uploads, path, suffix if suffix in VIDEO_SUFFIXES else "video")
-    result.source = name
-    files = {
-        "timeline.png": ("image/png", timeline_png(result)),
-        "timeline.csv": ("text/csv", timeline_csv(result).encode("utf-8", "backslashreplace")),
-        "summary.csv": ("text/csv", summary_csv(result).encode("utf-8", "backslashreplace")),
-    }
-    return result.to_dict(), files
-
-
-def _analyze_upload(recognizer: Recognizer, decoder: DecodePool, settings: Settings, data: bytes, source: str,
-                    annotate: bool) -> dict[str, Any]:
-    """Decode (in a child, within the time budget), check and analyze an uploaded image (optionally
-    drawing the results on it); an unusable image raises an :class:`EmolensError` (400 or 413)."""
-    rgb, fmt = decoder.decode(data, settings.max_pixels, source)
-    keep_upload(settings.keep_uploads, data, fmt)
-    result = recognizer.analyze(rgb, color="rgb")
-    result.source = source
-    reply = result.to_dict()
-    if annotate:
-        _, jpeg = cv2.imencode(".jpg", result.annotated(color="bgr"), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        reply["annotated_jpeg"] = base64.b64encode(jpeg.tobytes()).decode("ascii")
-    return reply
 
 
 def server_config(app: FastAPI, settings: Settings, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
