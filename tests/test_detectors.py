@@ -26,7 +26,7 @@ from emolens.inference.detectors.blazeface import (
     weighted_nms,
 )
 
-ALL = ["blazeface", "blazeface-short", "haar", "yunet"]
+ALL = ["blazeface", "blazeface-short", "haar", "yunet", "yunet-tiled"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def cartoon(media):
 
 def test_registry():
     assert set(ALL) | {"none"} <= set(list_detectors())
-    assert create_detector("default").name == "yunet"
+    assert create_detector("default").name == "yunet-tiled"
     assert create_detector(None).name == create_detector("none").name == "none"
     assert create_detector("yunet-320").max_side == 320 and create_detector("yunet", max_side=480).name == "yunet-480"
     chain = create_detector("blazeface,yunet-320")
@@ -61,6 +61,7 @@ def test_registry():
     ("haar", {"pyfeat_multi_face": 4, "face_recognition_obama_and_biden": 2, "deepface_couple": 2}),
     # YuNet also finds the girl at the bottom edge of the Obama/Biden photo
     ("yunet", {"pyfeat_multi_face": 5, "face_recognition_obama_and_biden": 3, "deepface_couple": 2}),
+    ("yunet-tiled", {"pyfeat_multi_face": 5, "face_recognition_obama_and_biden": 3, "deepface_couple": 2}),
     ("blazeface-short", {"deepface_couple": 2}),  # short range: close-up faces only
 ])
 def test_faces_found_in_photos(name, expected, photos):
@@ -235,3 +236,48 @@ def test_rescale_box_scales_about_the_centre_then_shifts():
     assert rescale_box((10, 20, 30, 60), 1.0, 0.0) == (10, 20, 30, 60)
     assert rescale_box((10, 20, 30, 60), 1.5, 0.0) == (5, 10, 35, 70)
     assert rescale_box((10, 20, 30, 60), 1.0, -0.25) == (10, 10, 30, 50)  # up by a quarter of the height
+
+
+def _hits(found, faces) -> int:
+    return sum(any(g[0] <= (d.box[0] + d.box[2]) / 2 <= g[2] and g[1] <= (d.box[1] + d.box[3]) / 2 <= g[3]
+                   for d in found) for g in faces)
+
+
+def test_second_look_finds_small_and_edge_faces(photos, cartoon):
+    """The photo default (``yunet-tiled``) finds what YuNet alone misses in group photos: faces cut
+    by the edge (the group photo cropped through its outer faces, 30-40 % of them left) and small
+    faces (the group photo 0.6× in a corner of a 4000×3000 frame: ~55 px faces), with no face on
+    the cartoon at that size either."""
+    yunet, tiled = create_detector("yunet"), create_detector("yunet-tiled")
+    group = photos["pyfeat_multi_face"]
+    faces = [(218, 63, 310, 180), (315, 236, 409, 358), (439, 216, 520, 318), (529, 307, 630, 432), (682, 290, 790, 420)]
+    for visible in (0.4, 0.3):
+        left = int(faces[0][2] - visible * (faces[0][2] - faces[0][0]))
+        right = int(faces[4][0] + visible * (faces[4][2] - faces[4][0]))
+        cut = np.ascontiguousarray(group[:, left:right])
+        shown = [(max(0, x1 - left), y1, min(right, x2) - left, y2) for x1, y1, x2, y2 in faces]
+        assert _hits(yunet.detect(cut), shown) == 3  # the two cut faces are missed
+        found = tiled.detect(cut)
+        assert _hits(found, shown) == len(found) == 5, (visible, [d.box for d in found])
+    frame = cv2.resize(cartoon[10], (4000, 3000))
+    small = cv2.resize(group, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    frame[-h:, -w:] = small
+    shown = [(4000 - w + int(x1 * 0.6), 3000 - h + int(y1 * 0.6), 4000 - w + int(x2 * 0.6), 3000 - h + int(y2 * 0.6))
+             for x1, y1, x2, y2 in faces]
+    assert _hits(yunet.detect(frame), shown) == 0
+    found = tiled.detect(frame)
+    assert _hits(found, shown) == len(found) >= 4, [d.box for d in found]
+    assert tiled.detect(cv2.resize(cartoon[10], (4000, 3000))) == []
+
+
+def test_second_look_keeps_the_first_pass_and_maps_landmarks(photos):
+    """The first pass's faces come first and unchanged; added faces carry landmarks inside their box."""
+    image = np.ascontiguousarray(photos["pyfeat_multi_face"][:, 282:714])  # the outer faces 30 % inside
+    first = create_detector("yunet").detect(image)
+    found = create_detector("yunet-tiled").detect(image)
+    assert [d.box for d in found[:len(first)]] == [d.box for d in first] and len(found) > len(first)
+    for d in found[len(first):]:
+        x1, y1, x2, y2 = d.box
+        inside = [(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5) for x, y in d.landmarks if 0 <= x < image.shape[1]]
+        assert inside and all(inside), (d.box, d.landmarks)

@@ -101,7 +101,7 @@ def test_whole_image_mode_and_video_default(media, group):
     assert [f.box for f in whole.faces] == [(0, 0, 110, 130)] and whole.faces[0].landmarks is None
     assert whole.to_dict()["faces"][0]["landmarks"] is None
     rec = Recognizer(model=model_path())
-    assert rec.detector.name == "yunet" and rec.stream_detector.name == "blazeface,yunet-320"
+    assert rec.detector.name == "yunet-tiled" and rec.stream_detector.name == "blazeface,yunet-320"
     explicit = Recognizer(model=model_path(), detector="blazeface")
     assert explicit.stream_detector is explicit.detector
 

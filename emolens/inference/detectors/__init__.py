@@ -2,7 +2,8 @@
 
 Every backend's weights ship offline: ``blazeface`` (MediaPipe BlazeFace full-range, converted to
 ONNX, the default), ``blazeface-short`` (short-range, faces within ~2 m, fastest), ``yunet``
-(libfacedetection's YuNet through OpenCV, best recall on close-ups and crowded photos), ``haar``
+(libfacedetection's YuNet through OpenCV, best recall on close-ups and crowded photos),
+``yunet-tiled`` (YuNet plus a second look for small faces and faces cut by the edge), ``haar``
 (OpenCV's frontal-face cascade, tuned for real time) and ``none`` (the whole image is one face,
 for inputs that are already face crops). What a detector returns (:class:`Detection`) and the
 interface (:class:`Detector`) live in ``detectors/base.py``, which every backend imports.
@@ -19,9 +20,10 @@ from emolens.errors import ConfigError
 from emolens.inference.detectors.base import BLAZEFACE_LANDMARKS, YUNET_LANDMARKS, Detection, Detector
 
 #: What ``default`` means, chosen by ``benchmarks/bench_detectors.py`` (docs/inference.md): photos
-#: get YuNet on the image shrunk to 640 px; video frames get BlazeFace (fastest, finds 24 px faces)
-#: and, on frames where it finds nothing (close-ups), YuNet at 320 px.
-DEFAULT_DETECTOR = "yunet"
+#: get YuNet on the image shrunk to 640 px plus a second look for small faces and faces cut by the
+#: edge (``yunet-tiled``: mirrored borders, 2×2 enlarged tiles); video frames get BlazeFace
+#: (fastest, finds 24 px faces) and, on frames where it finds nothing (close-ups), YuNet at 320 px.
+DEFAULT_DETECTOR = "yunet-tiled"
 DEFAULT_STREAM_DETECTOR = "blazeface,yunet-320"
 __all__ = ["BLAZEFACE_LANDMARKS", "DEFAULT_DETECTOR", "DEFAULT_STREAM_DETECTOR", "YUNET_LANDMARKS", "Detection", "Detector",
            "FallbackChain", "WholeImage", "create_detector", "list_detectors", "probably_face_crop"]
@@ -46,6 +48,12 @@ def _yunet(**opts: Any) -> Detector:
     from emolens.inference.detectors.yunet import YuNetDetector
 
     return YuNetDetector(**opts)
+
+
+def _yunet_tiled(**opts: Any) -> Detector:
+    from emolens.inference.detectors.tiled import TiledDetector
+
+    return TiledDetector(**opts)
 
 
 def _yunet_sized(key: str) -> Callable[..., Detector] | None:
@@ -91,6 +99,7 @@ _REGISTRY: dict[str, Callable[..., Detector]] = {
     "blazeface": _blazeface("full"),
     "blazeface-short": _blazeface("short"),
     "yunet": _yunet,
+    "yunet-tiled": _yunet_tiled,
     "haar": _haar,
     "none": lambda: WholeImage(),
 }
