@@ -59,10 +59,21 @@ def post_image(client: TestClient, data: bytes, name: str = "photo.jpg", query: 
 
 
 def test_health_and_models(client: TestClient, recognizer) -> None:
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    # the model as loaded (the page's header shows it in both modes), never "default"
+    assert health["status"] == "ok" and (health["model"], health["detector"]) == ("mixed8", "yunet-tiled")
     models = client.get("/api/v1/models").json()
     assert models["classes"] == list(recognizer.classes)
+    assert (models["model"], models["stream_detector"]) == ("mixed8", "blazeface,yunet-320")
     assert "fer2013" in models["bundled_models"] and "haar" in models["detectors"]
+
+
+def test_a_video_posted_as_an_image_points_to_the_video_endpoint(client: TestClient, media: Path) -> None:
+    for name in ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4"):
+        response = post_image(client, (media / name).read_bytes(), name=name)
+        assert response.status_code == 400
+        assert response.json()["detail"] == f"{name}: this is a video; expected an image (use /api/v1/analyze-video " \
+                                            f"for videos)"
 
 
 def test_analyze_matches_the_recognizer(client: TestClient, recognizer, media: Path) -> None:
@@ -265,3 +276,14 @@ def test_serve_on_a_port_in_use_says_so_before_any_url():
     assert r.exit_code == 2, r.output
     assert f"port {port} on 127.0.0.1 is already in use" in r.output and f"--port {port + 1}" in r.output
     assert "http://" not in r.output and "Errno" not in r.output
+
+
+def test_an_upload_is_decoded_and_checked_once(client: TestClient, media: Path, monkeypatch) -> None:
+    """The decoding process checks an uploaded image; the recognizer does not load and check the
+    decoded array a second time."""
+    import emolens.inference.recognizer as recognizer_module
+
+    calls = []
+    monkeypatch.setattr(recognizer_module, "load_image", lambda *a, **k: calls.append(a) or None)
+    response = post_image(client, (media / "deepface_couple.jpg").read_bytes(), query="?annotate=true")
+    assert response.status_code == 200 and len(response.json()["faces"]) == 2 and calls == []

@@ -211,23 +211,27 @@ def _add_guards(app: FastAPI, settings: Settings) -> None:
 
 def _add_meta_routes(app: FastAPI, services: _Services) -> None:
     """The page, ``/health`` and ``/api/v1/models``."""
-    settings, recognizer = services.settings, services.recognizer
+    recognizer = services.recognizer
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # what was loaded, not what was asked for ("default"): the page's header names it in both modes
+    loaded = {"model": recognizer.classifier.path.stem, "detector": recognizer.detector.name,
+              "stream_detector": recognizer.stream_detector.name}
+
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, Any]:
-        """Liveness: the server is up and its model is loaded."""
-        return {"status": "ok", "version": emolens.__version__, "model": settings.model,
-                "detector": settings.detector}
+        """Liveness: the server is up and its model is loaded (named as loaded: ``mixed8``, not ``default``)."""
+        return {"status": "ok", "version": emolens.__version__, **loaded}
 
     @app.get("/api/v1/models", tags=["meta"])
     def models() -> dict[str, Any]:
-        """The loaded model and detector, the model's classes, and what else is installed."""
-        return {"model": settings.model, "detector": settings.detector,
-                "classes": list(recognizer.classes), "attributes": ["age"] if recognizer.age is not None else [],
+        """The loaded model and detectors (photos; video and live frames), the model's classes, and
+        what else is installed."""
+        return {**loaded, "classes": list(recognizer.classes),
+                "attributes": ["age"] if recognizer.age is not None else [],
                 "bundled_models": list_bundled_models(), "detectors": list_detectors()}
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from emolens.errors import InputError, LimitError
 from emolens.inference.capture import VIDEO_SUFFIXES
 from emolens.inference.report import summary_csv, timeline_csv, timeline_png
+from emolens.inference.results import ImageResult
 from emolens.inference.video import analyze_video
 
 if TYPE_CHECKING:
@@ -32,6 +33,14 @@ def looks_like_image(head: bytes) -> bool:
     Image.init()
     return any(accept is not None and accept(head)
                for fmt, (_, accept) in Image.OPEN.items() if fmt in IMAGE_SIGNATURES)
+
+
+def looks_like_video(head: bytes) -> bool:
+    """True when the first bytes of a file are those of a video container (MP4/MOV, Matroska/WebM,
+    AVI, MPEG, FLV, ASF)."""
+    return (head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or head[:3] == b"FLV"
+            or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
 
 
 def keep_upload(directory: Path | None, data: bytes | Path, suffix: str) -> Path | None:
@@ -83,10 +92,12 @@ def image_reply(recognizer: Recognizer, decoder: DecodePool, settings: Settings,
                 annotate: bool) -> dict[str, Any]:
     """Decode (in a child, within the time budget), check and analyze an uploaded image (optionally
     drawing the results on it); an unusable image raises an :class:`EmolensError` (400 or 413)."""
+    if looks_like_video(data[:64]):
+        raise InputError(f"{source}: this is a video; expected an image (use /api/v1/analyze-video for videos)")
     rgb, fmt = decoder.decode(data, settings.max_pixels, source)
     keep_upload(settings.keep_uploads, data, fmt)
-    result = recognizer.analyze(rgb, color="rgb")
-    result.source = source
+    # decoded and checked once, by the decoder: straight to detection (analyze() would check it again)
+    result = ImageResult(source, rgb.shape[1], rgb.shape[0], recognizer.classify(rgb, recognizer.detect(rgb)), rgb)
     reply = result.to_dict()
     if annotate:
         _, jpeg = cv2.imencode(".jpg", result.annotated(color="bgr"), [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -431,7 +431,7 @@ async function showModel() {
   $("engine").textContent = "";
   try {
     const info = await (await fetch(`${API}/models`)).json();
-    $("model").textContent = `model ${info.model} · detector ${info.detector} · ${info.classes.join(", ")}`;
+    $("model").textContent = `model ${info.model} · detector ${info.stream_detector} (photos ${info.detector}) · ${info.classes.join(", ")}`;
   } catch {
     $("model").textContent = "server unreachable";
   }
