@@ -83,6 +83,7 @@ def test_analyze_video_outputs_next_to_json(media, tmp_path):
 def test_analyze_bad_model_and_detector(media, tmp_path):
     image = media / "pyfeat_multi_face.jpg"
     for args, message in ((("--model", "no-such-model"), "bundled model 'no-such-model'"),
+                          (("--model", "mixd8"), "no bundled model 'mixd8': did you mean 'mixed8'?"),
                           (("--model", tmp_path / "x.onnx"), "does not exist"),
                           (("--model", model_path(), "--detector", "nope"), "unknown face detector 'nope'")):
         r = run("analyze", image, *args)

@@ -6,6 +6,7 @@ A model file carries its own class list and crop spec in the ONNX metadata prope
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Sequence
@@ -57,8 +58,10 @@ def resolve_model(name_or_path: str | Path) -> Path:
         return bundled
     if path.suffix or "/" in text or os.sep in text:
         raise ModelError(f"model file or folder {text} does not exist (bundled models: {available})")
-    raise ModelError(f"no bundled model {name!r} (bundled models: {available}, in {WEIGHTS}); "
-                            f"or give the path of a model file or run folder")
+    close = difflib.get_close_matches(name, [*list_bundled_models(), *ATTRIBUTE_MODELS, "default"], n=1, cutoff=0.6)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise ModelError(f"no bundled model {name!r}: {guess}(bundled models: {available}, in {WEIGHTS}); "
+                     f"or give the path of a model file or run folder")
 
 
 class EmotionClassifier:
