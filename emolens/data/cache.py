@@ -10,13 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emolens.data.splits import Split
 from emolens.errors import DatasetError, DatasetWarning
 from emolens.files import atomic_path
 from emolens.preprocess import resize_to
+from emolens.progress import progress
 
 _CACHE_VERSION = 2
 _CHUNK = 256
@@ -108,15 +107,10 @@ def _decode(
         return stop - start, errors
 
     skipped: list[str] = []
-    columns = (TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with (
-        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
-        ThreadPoolExecutor(max(1, workers)) as pool,
-    ):
-        task = progress.add_task(split.name, total=n)
+    with progress(f"decoding {split.name}", n) as advance, ThreadPoolExecutor(max(1, workers)) as pool:
         for done, errors in pool.map(decode_chunk, range(0, n, _CHUNK)):
             skipped += errors
-            progress.advance(task, done)
+            advance(done)
     return images[ok], split.labels[ok].astype(np.int64), np.flatnonzero(ok), skipped
 
 
