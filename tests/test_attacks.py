@@ -131,12 +131,12 @@ class FailsOnThinImages:
 
 def test_one_image_the_pipeline_fails_on_costs_the_others_nothing(recognizer, photo: bytes, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    from emolens.apps.cli.infer_cmds import _analyze_images
+    from emolens.apps.cli.analyze_steps import analyze_images
 
     (tmp_path / "a.jpg").write_bytes(photo)
     (tmp_path / "thin.png").write_bytes(thin_pngs()["thin-1000x1.png"])
     failing = Recognizer(recognizer.classifier, detector=FailsOnThinImages(recognizer.detector))
-    outcomes = dict(_analyze_images(failing, [tmp_path / "a.jpg", tmp_path / "thin.png"], 8))
+    outcomes = dict(analyze_images(failing, [tmp_path / "a.jpg", tmp_path / "thin.png"], 8))
     assert len(outcomes[tmp_path / "a.jpg"].faces) >= 2
     error = outcomes[tmp_path / "thin.png"]
     assert isinstance(error, InputError) and str(tmp_path / "thin.png") in str(error) and "OverflowError" in str(error)

@@ -143,7 +143,7 @@ def test_annotate_decodes_each_image_once_and_matches_result_annotated(media, tm
     import weakref
 
     import emolens.images
-    from emolens.apps.cli import infer_cmds
+    from emolens.apps.cli import analyze_steps
     from emolens.inference.annotate import save_image
     from emolens.inference.recognizer import Recognizer
 
@@ -160,7 +160,7 @@ def test_annotate_decodes_each_image_once_and_matches_result_annotated(media, tm
 
     decoded: list[weakref.ref] = []
     monkeypatch.setattr(emolens.images, "decode", counting_decode)
-    monkeypatch.setattr(infer_cmds, "IMAGES_IN_MEMORY", 1)
+    monkeypatch.setattr(analyze_steps, "IMAGES_IN_MEMORY", 1)
     r = run("analyze", *paths, "--model", model_path(), "--annotate", tmp_path / "ann")
     assert r.exit_code == 0, r.output
     assert calls == [p.name for p in paths]  # each file decoded once, annotating included
