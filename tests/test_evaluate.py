@@ -168,6 +168,10 @@ def test_flip_averaged_export(fer_small, tmp_path):
     plain = EmotionClassifier(export_onnx(ckpt, tmp_path / "plain.onnx")[0])
     plain_gap = np.abs(plain.predict_proba(faces) - plain.predict_proba(mirrored)).max()
     assert flip_gap < 1e-5 and plain_gap > 100 * flip_gap, (flip_gap, plain_gap)
+    # evaluate's flip TTA on the plain file computes what the flip graph does: the mean of the logits
+    from emolens.evaluation.evaluate import predict_tta
+
+    assert np.abs(predict_tta(plain, faces, "flip") - model.predict_proba(faces)).max() < 1e-5
     with pytest.raises(ValueError, match="tta must be one of"):
         export_onnx(ckpt, tmp_path / "x.onnx", tta="tencrop")
 

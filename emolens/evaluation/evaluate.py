@@ -52,9 +52,16 @@ def tta_views(faces: np.ndarray, mode: str) -> list[np.ndarray]:
 
 
 def predict_tta(predictor: Predictor, faces: np.ndarray, mode: str, batch_size: int = 64) -> np.ndarray:
-    """Mean class probabilities over the TTA views."""
+    """Class probabilities of the views' mean logits, as an exported ``--tta flip`` graph computes them:
+    the mean of the views' log-probabilities differs from the mean logits by one constant per face,
+    which the softmax removes (a geometric mean of the views' probabilities, renormalised)."""
     views = tta_views(faces, mode)
-    return np.mean([predictor.predict_proba(np.ascontiguousarray(v), batch_size) for v in views], axis=0)
+    if len(views) == 1:
+        return predictor.predict_proba(faces, batch_size)
+    logp = np.mean([np.log(np.maximum(predictor.predict_proba(np.ascontiguousarray(v), batch_size), 1e-30))
+                    for v in views], axis=0)
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 @dataclass
