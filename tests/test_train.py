@@ -139,6 +139,8 @@ def test_a_stop_in_the_first_epoch_keeps_the_init_weights(fer_small, tmp_path, m
     lines: list[str] = []
     fit(TrainConfig.load(run / "config.json"), resume=True, log=lines.append)
     assert any(line.startswith("init from ") for line in lines), lines
+    # the precision was resolved when the run started; a resume does not claim it was asked for
+    assert any("precision off (as the run has trained, recorded in its config.json)" in line for line in lines), lines
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):

@@ -232,6 +232,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns a summary dict."""
     run = RunDir(cfg.out)
     cfg, device, info, amp_why = _setup(cfg)
+    if resume and amp_why == "as requested":  # config.json holds the precision the run resolved at its start
+        amp_why = "as the run has trained, recorded in its config.json"
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
     crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin, contrast=cfg.contrast)
