@@ -207,6 +207,19 @@ def test_age_off_costs_nothing(media, monkeypatch):
         Recognizer(attributes=("gender",))
 
 
+def test_each_runtime_refuses_the_other_tasks_file():
+    """The ONNX runtimes carry their task: an age file is no expression classifier and the reverse,
+    each refusal naming the way that works; evaluation and export read either (OnnxPredictor)."""
+    from emolens.errors import ModelError
+    from emolens.inference.classifier import OnnxPredictor, resolve_model
+
+    with pytest.raises(ModelError, match=r"an age model, not an expression model \(age is an attribute"):
+        Recognizer(model="age")
+    with pytest.raises(ModelError, match=r"an expression model, not an age model \(train one with --task age"):
+        AgeEstimator.load("default")
+    assert OnnxPredictor(resolve_model("age")).task == "age" and OnnxPredictor(resolve_model("default")).task == "expression"
+
+
 def test_tracked_ages_are_smoothed_and_summarised():
     """Tracking smooths each face's age like its probabilities; a video summary gives the median."""
     tracker, video = FaceTracker(smoothing=0.5), VideoResult("clip", 100, 100, 10.0, ("happy", "sad"))

@@ -2,7 +2,7 @@
 
 Run folders and ``.pt`` checkpoints run in torch (:class:`emolens.models.predictor.TorchPredictor`);
 ``.onnx`` files and bundled model names (``default``, ``mixed8``, ...) go through
-:class:`emolens.inference.classifier.EmotionClassifier`.
+:class:`emolens.inference.classifier.OnnxPredictor` (any task).
 """
 
 from __future__ import annotations
@@ -24,6 +24,6 @@ def load_predictor(ref: str | Path, device: str = "cpu") -> Predictor:
         from emolens.models.predictor import TorchPredictor
 
         return TorchPredictor(ref, device)
-    from emolens.inference.classifier import EmotionClassifier
+    from emolens.inference.classifier import OnnxPredictor, resolve_model
 
-    return EmotionClassifier.load(ref)
+    return OnnxPredictor(resolve_model(ref))

@@ -64,8 +64,14 @@ def resolve_model(name_or_path: str | Path) -> Path:
                      f"or give the path of a model file or run folder")
 
 
-class EmotionClassifier:
-    """An ONNX emotion model: uint8 face crops in, class probabilities out (a :class:`emolens.predictor.Predictor`)."""
+class OnnxPredictor:
+    """A model exported by emolens, run by ONNX Runtime: uint8 face crops in, class probabilities out
+    (a :class:`emolens.predictor.Predictor`), with the task, classes and crop spec its metadata records.
+    :class:`EmotionClassifier` and :class:`AgeEstimator` are what each task makes of it."""
+
+    #: the task this runtime serves (None: any); a file of another task is refused with a ModelError
+    task_required: str | None = None
+    task_hint = ""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -81,14 +87,8 @@ class EmotionClassifier:
         self.temperature: float = float(info.get("temperature", 1.0))
         self.tta: str = info.get("tta", "none")  # flip: the graph itself averages each face with its mirror image
         self._input = self.session.get_inputs()[0].name
-
-    @classmethod
-    def load(cls, name_or_path: str | Path = "default") -> EmotionClassifier:
-        """A bundled model by name (``default`` → ``mixed8``) or an .onnx file by path."""
-        return cls(resolve_model(name_or_path))
-
-    def __repr__(self) -> str:
-        return f"EmotionClassifier({self.path.name}, {self.model_name}, classes={list(self.classes)})"
+        if self.task_required is not None and self.task != self.task_required:
+            raise ModelError(f"{self.path}: an {self.task} model, not an {self.task_required} model ({self.task_hint})")
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Probabilities (float32 N×K, temperature-scaled softmax) for uint8 N×H×W×C face crops.
@@ -107,19 +107,33 @@ class EmotionClassifier:
             return np.zeros((0, spec.size, spec.size, spec.channels), np.uint8)
         return np.stack([crop_face(image_rgb, box, spec) for box in boxes])
 
+
+
+class EmotionClassifier(OnnxPredictor):
+    """An ONNX expression model: the probability of each emotion for each face."""
+
+    task_required = "expression"
+    task_hint = "age is an attribute: Recognizer(attributes=('age',)), --age in the CLI"
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> EmotionClassifier:
+        """A bundled model by name (``default`` → ``mixed8``) or an .onnx file by path."""
+        return cls(resolve_model(name_or_path))
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier({self.path.name}, {self.model_name}, classes={list(self.classes)})"
+
     def classify_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Probabilities (N×K) of the faces at pixel ``boxes`` (x1, y1, x2, y2) in an RGB image."""
         return self.predict_proba(self.crops(image_rgb, boxes))
 
 
-class AgeEstimator(EmotionClassifier):
+class AgeEstimator(OnnxPredictor):
     """An ONNX age model (metadata ``task: age``): uint8 face crops in, apparent age in years out —
     the median of its softmax over one-year bins (:func:`emolens.age.predicted_age`)."""
 
-    def __init__(self, path: str | Path):
-        super().__init__(path)
-        if self.task != "age":
-            raise ModelError(f"{self.path}: an {self.task} model, not an age model (train one with --task age)")
+    task_required = "age"
+    task_hint = "train one with --task age"
 
     @classmethod
     def load(cls, name_or_path: str | Path = "age") -> AgeEstimator:

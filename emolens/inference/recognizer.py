@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from emolens.errors import ConfigError, ModelError
+from emolens.errors import ConfigError
 from emolens.images import MAX_PIXELS, Color, ImageInput, describe, load_image
 from emolens.inference.classifier import AgeEstimator, EmotionClassifier
 from emolens.inference.detectors import DEFAULT_STREAM_DETECTOR, Detection, Detector, create_detector
@@ -55,9 +55,6 @@ class Recognizer:
         if unknown:
             raise ConfigError(f"unknown face attribute(s) {', '.join(unknown)}: expected some of {', '.join(ATTRIBUTES)}")
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier.load(model)
-        if self.classifier.task != "expression":
-            raise ModelError(f"{self.classifier.path}: an {self.classifier.task} model, not an expression model "
-                             f"(age is an attribute: Recognizer(attributes=('age',)), --age in the CLI)")
         self.age: AgeEstimator | None = None
         if "age" in attributes:
             self.age = age_model if isinstance(age_model, AgeEstimator) else AgeEstimator.load(age_model)

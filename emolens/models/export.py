@@ -158,9 +158,9 @@ def compare(candidate: Predictor, reference: Predictor, faces: np.ndarray, label
 def compare_with_torch(onnx_path: str | Path, checkpoint: str | Path, faces: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """:func:`compare` of an exported model (ONNX Runtime) with its checkpoint (PyTorch, at the
     exported temperature and graph TTA); the accuracies are named ``onnx_accuracy`` and ``torch_accuracy``."""
-    from emolens.inference.classifier import EmotionClassifier
+    from emolens.inference.classifier import OnnxPredictor
 
-    onnx_model = EmotionClassifier(onnx_path)
+    onnx_model = OnnxPredictor(onnx_path)
     reference = TorchPredictor(checkpoint, temperature=onnx_model.temperature, tta=onnx_model.tta)
     report = compare(onnx_model, reference, faces, labels)
     if labels is not None:

@@ -33,8 +33,9 @@ def models_cmd(
         ATTRIBUTE_MODELS,
         DEFAULT_MODEL,
         WEIGHTS,
-        EmotionClassifier,
+        OnnxPredictor,
         list_bundled_models,
+        resolve_model,
     )
 
     console = Console()
@@ -43,7 +44,7 @@ def models_cmd(
         bundled.add_column(col)
     attributes = [n for n in ATTRIBUTE_MODELS if (WEIGHTS / f"{n}.onnx").is_file()]
     for name in [*list_bundled_models(), *attributes]:
-        clf = EmotionClassifier.load(name)
+        clf = OnnxPredictor(resolve_model(name))
         spec = clf.crop
         note = " (default)" if name == DEFAULT_MODEL else f" (--{name} in analyze, live, serve)" if name in attributes else ""
         bundled.add_row(name + note, clf.model_name, f"{spec.size}×{spec.size} {'gray' if spec.channels == 1 else 'RGB'}",
