@@ -1,7 +1,8 @@
 """The predictor contract: uint8 faces in, class probabilities out, whatever runs the model.
 
-:class:`emolens.inference.classifier.EmotionClassifier` (ONNX Runtime) and
-:class:`emolens.models.predictor.TorchPredictor` (a checkpoint in torch) both satisfy it, so
+:class:`emolens.inference.classifier.OnnxPredictor` (ONNX Runtime; ``EmotionClassifier`` and
+``AgeEstimator`` are its two tasks) and :class:`emolens.models.predictor.TorchPredictor` (a
+checkpoint in torch) both satisfy it, so
 evaluation, teachers and the export check run either. Both share :func:`predict_in_batches`.
 """
 
