@@ -78,7 +78,7 @@ def test_pretrained_file_is_checked(tmp_path: Path) -> None:
 
 
 def _frozen_run(data: Path, out: Path, epochs: int) -> TrainConfig:
-    return TrainConfig(data=[str(data)], out=str(out), model="mobilenetv1", pretrained="vggface2", input_size=64,
+    return TrainConfig(data=[str(data)], out=str(out), arch="mobilenetv1", pretrained="vggface2", input_size=64,
                        channels=3, head_epochs=1, backbone_lr=0.3, freeze_bn=True, epochs=epochs, batch_size=32,
                        optimizer="adamw", lr=1e-3, scheduler="cosine", early_stopping=0, amp="off", workers=1)
 

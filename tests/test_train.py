@@ -41,7 +41,7 @@ def test_train_cli_writes_a_complete_run(fer_small, tmp_path):
     assert {"last.pt", "best.pt", "config.json", "history.csv", "curves.png", "tb"} <= {p.name for p in out.iterdir()}
     config = json.loads((out / "config.json").read_text())
     assert config["amp"] in ("bf16", "off") and config["device"] == "cpu"
-    assert (config["input_size"], config["channels"], config["model"]) == (48, 1, "mini-xception")
+    assert (config["input_size"], config["channels"], config["arch"]) == (48, 1, "mini-xception")
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     model, meta = load_model(out)
@@ -259,3 +259,9 @@ def test_recalibrate_recomputes_only_the_batchnorm_statistics(fer_small, tmp_pat
     load_model(out)  # export and evaluate read it like any checkpoint
     missing = runner.invoke(app, ["recalibrate", str(tmp_path / "run"), "--out", str(out), "--data", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "nope: dataset not found" in missing.output
+
+
+def test_configs_written_before_arch_was_named_so_still_load():
+    """Run folders from before the rename: their config.json says "model" for the architecture."""
+    assert TrainConfig.from_dict({"data": ["d"], "out": "o", "model": "vgg48"}).arch == "vgg48"
+    assert TrainConfig.from_dict({"data": ["d"], "out": "o", "arch": "resnet18", "model": "vgg48"}).arch == "resnet18"

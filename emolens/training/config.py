@@ -58,7 +58,7 @@ class TrainConfig:
     age_l1: float = _cli(  # age: weight of the L1 term on the expected age (years)
         0.1, help="--task age: weight of the L1 term on the expected age (default {default}).",
     )
-    model: str = "mini-xception"
+    arch: str = "mini-xception"  # the architecture (`emolens models`); trained weights are a "model" elsewhere
     format: str = _cli("auto", help="Dataset layout (default auto).")
     keep: str | None = _cli(None, help="Only these classes, e.g. anger,happy,neutral.")
     drop: str | None = _cli(None, help="Every class but these, e.g. contempt.")
@@ -193,6 +193,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
+        if "model" in d and "arch" not in d:  # configs written before the field was named arch
+            d = {**d, "arch": d["model"]}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, path: str | Path) -> None:

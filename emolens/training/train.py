@@ -73,7 +73,7 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.Dis
         cpus = os.cpu_count() or 1
     torch.set_num_threads(cfg.workers or max(1, cpus // info.local_world_size))
     amp, amp_why = resolve_amp(cfg.amp, device)
-    model_info = get_model_info(cfg.model)
+    model_info = get_model_info(cfg.arch)
     cfg = replace(
         cfg,
         device=str(device),
@@ -176,7 +176,7 @@ def _model(cfg: TrainConfig, num_classes: int, device: torch.device, info: distr
     """The model on ``device``, started from the pretrained and ``--init`` weights unless
     ``resuming``, and the module that trains it (the model itself, or its DDP wrapper)."""
     init = None if resuming else cfg.init
-    model = create_model(cfg.model, num_classes, cfg.input_size, cfg.channels)
+    model = create_model(cfg.arch, num_classes, cfg.input_size, cfg.channels)
     if cfg.pretrained and not resuming:
         report = load_pretrained(model, cfg.pretrained)
         log(f"pretrained {cfg.pretrained}: {len(report['loaded'])} tensors loaded; "
@@ -248,14 +248,14 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
                        torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"), moving_average(model, cfg.ema))
     progress = _resume(run, state, cfg, info.rank, device, log) if resume else Progress(best_score=task.initial_score)
     params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model} ({params / 1e6:.2f} M params) on {device}"
+    log(f"model: {cfg.arch} ({params / 1e6:.2f} M params) on {device}"
         f"{f' × {info.world_size} processes' if info.enabled else ''}, "
         f"{torch.get_num_threads()} CPU threads, precision {cfg.amp} ({amp_why})"
         f"{f', weights averaged (EMA decay {cfg.ema})' if cfg.ema else ''}"
         f"{f', BatchNorm statistics recomputed on {bn_loader.n} training images before validation' if bn_loader else ''}")
     if info.is_main:
         run.open(cfg, progress.next_epoch)
-    meta = {"task": cfg.task, "model_name": cfg.model, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
+    meta = {"task": cfg.task, "model_name": cfg.arch, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
             "config": cfg.to_dict(), **({"pretrained": read_pretrained(cfg.pretrained)[1]} if cfg.pretrained else {})}
     start, stop_reason = progress.next_epoch, "epochs done"
     epoch = start - 1

@@ -81,7 +81,7 @@ _TRAIN_HELP_ORDER = (
 )
 # The train options that are not config fields.
 _TRAIN_EXTRA_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "arch": (Optional[str], typer.Option(None, "--arch", "-a", help=f"Architecture (default {DEFAULTS.model}; see `emolens models`).")),
+    "arch": (Optional[str], typer.Option(None, "--arch", "-a", help=f"Architecture (default {DEFAULTS.arch}; see `emolens models`).")),
     "model": (Optional[str], typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch.")),
     "resume": (Optional[Path], typer.Option(None, "--resume", help="Continue the run in this folder from its last epoch.")),
     "force": (bool, typer.Option(
@@ -141,7 +141,7 @@ def train_cmd(**options: Any) -> None:
                     fg=typer.colors.YELLOW, err=True)
         arch = arch or model
     if arch is not None:
-        given["model"] = arch
+        given["arch"] = arch
     given = {k: [str(x) for x in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v
              for k, v in given.items()}
     try:
