@@ -51,11 +51,11 @@ def frames(path: Path) -> list[np.ndarray]:
 
 
 def bench_classifiers(paths: list[Path], runs: int, frame_bgr: np.ndarray) -> list[dict]:
-    from emolens.inference.classifier import EmotionClassifier
+    from emolens.inference.classifier import OnnxPredictor
 
     rows = []
     for path in paths:
-        clf = EmotionClassifier(path)
+        clf = OnnxPredictor(path)  # expression and age models alike
         s = clf.crop
         faces = np.random.default_rng(0).integers(0, 256, (64, s.size, s.size, s.channels), dtype=np.uint8)
         one = median_ms(lambda c=clf, f=faces: c.predict_proba(f[:1]), runs)

@@ -44,10 +44,10 @@ from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = STATIC / "vendor" / "onnxruntime-web"
 ARTIFACTS = REPO / "test-artifacts"
-MODELS = ("mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8")
+MODELS = ("mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8", "accurate")
 #: One engine per bundled model; together they cover both detectors the page runs.
 PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affectnet8", "blazeface"),
-         ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"))  # every bundled emotion model
+         ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"), ("accurate", "blazeface-short"))  # every bundled emotion model
 
 
 def require_models() -> None:
