@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -72,6 +73,7 @@ class OnnxPredictor:
     #: the task this runtime serves (None: any); a file of another task is refused with a ModelError
     task_required: str | None = None
     task_hint = ""
+    default_name = "default"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -107,6 +109,13 @@ class OnnxPredictor:
             return np.zeros((0, spec.size, spec.size, spec.channels), np.uint8)
         return np.stack([crop_face(image_rgb, box, spec) for box in boxes])
 
+    @classmethod
+    def load(cls, name_or_path: str | Path | None = None) -> Self:
+        """A bundled model by name (default: the class's ``default_name``) or an .onnx file by path."""
+        return cls(resolve_model(name_or_path or cls.default_name))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path.name}, {self.model_name}, classes={len(self.classes)})"
 
 
 class EmotionClassifier(OnnxPredictor):
@@ -114,14 +123,7 @@ class EmotionClassifier(OnnxPredictor):
 
     task_required = "expression"
     task_hint = "age is an attribute: Recognizer(attributes=('age',)), --age in the CLI"
-
-    @classmethod
-    def load(cls, name_or_path: str | Path = "default") -> EmotionClassifier:
-        """A bundled model by name (``default`` → ``mixed8``) or an .onnx file by path."""
-        return cls(resolve_model(name_or_path))
-
-    def __repr__(self) -> str:
-        return f"EmotionClassifier({self.path.name}, {self.model_name}, classes={list(self.classes)})"
+    default_name = "default"  # → mixed8
 
     def classify_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Probabilities (N×K) of the faces at pixel ``boxes`` (x1, y1, x2, y2) in an RGB image."""
@@ -134,14 +136,7 @@ class AgeEstimator(OnnxPredictor):
 
     task_required = "age"
     task_hint = "train one with --task age"
-
-    @classmethod
-    def load(cls, name_or_path: str | Path = "age") -> AgeEstimator:
-        """The bundled age model (``age``) or an age .onnx file by path."""
-        return cls(resolve_model(name_or_path))
-
-    def __repr__(self) -> str:
-        return f"AgeEstimator({self.path.name}, {self.model_name})"
+    default_name = "age"
 
     def predict_ages(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Ages in years (float32 N) of uint8 N×H×W×C face crops."""
