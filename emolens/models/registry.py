@@ -81,18 +81,20 @@ def classifier_of(model: nn.Module) -> nn.Module:
     return linears[-1]
 
 
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(backbone, classifier) parameters: the classifier is :func:`classifier_of`, the backbone the rest."""
+    head = list(classifier_of(model).parameters())
+    ids = {id(p) for p in head}
+    return [p for p in model.parameters() if id(p) not in ids], head
+
+
 def param_groups(model: nn.Module, lr: float, backbone_lr: float = 1.0) -> list[dict]:
     """Optimiser groups: the backbone at ``backbone_lr`` × ``lr``, then the classifier at ``lr``."""
-    head = {id(p) for p in classifier_of(model).parameters()}
-    return [
-        {"params": [p for p in model.parameters() if id(p) not in head], "lr": lr * backbone_lr},
-        {"params": list(classifier_of(model).parameters()), "lr": lr},
-    ]
+    backbone, head = split_parameters(model)
+    return [{"params": backbone, "lr": lr * backbone_lr}, {"params": head, "lr": lr}]
 
 
 def freeze_backbone(model: nn.Module, frozen: bool) -> None:
     """Stop (or restart) gradients to every parameter but the classifier's: a head-only warm-up."""
-    head = {id(p) for p in classifier_of(model).parameters()}
-    for p in model.parameters():
-        if id(p) not in head:
-            p.requires_grad_(not frozen)
+    for p in split_parameters(model)[0]:
+        p.requires_grad_(not frozen)

@@ -28,7 +28,7 @@ from emolens.data.sources import (
 from emolens.errors import ConfigError
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
-from emolens.models.pretrained import load_pretrained, read_pretrained
+from emolens.models.pretrained import load_pretrained, pretrained_config
 from emolens.models.registry import freeze_backbone, param_groups
 from emolens.preprocess import CropSpec
 from emolens.training import distributed
@@ -256,7 +256,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     if info.is_main:
         run.open(cfg, progress.next_epoch)
     meta = {"task": cfg.task, "model_name": cfg.arch, "model_kwargs": {}, "classes": classes, "crop": crop.to_dict(),
-            "config": cfg.to_dict(), **({"pretrained": read_pretrained(cfg.pretrained)[1]} if cfg.pretrained else {})}
+            "config": cfg.to_dict(), **({"pretrained": pretrained_config(cfg.pretrained)} if cfg.pretrained else {})}
     start, stop_reason = progress.next_epoch, "epochs done"
     epoch = start - 1
     for epoch in range(start, cfg.epochs):

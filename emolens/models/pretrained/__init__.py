@@ -39,20 +39,28 @@ def _paths(name_or_path: str, root: Path) -> tuple[Path, Path]:
     return root / f"{name_or_path}.safetensors", root / f"{name_or_path}.json"
 
 
-def read_pretrained(name_or_path: str, root: Path = PRETRAINED_DIR) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and config of a shipped name (``vggface2``) or a ``.safetensors`` path; the
-    file's checksum must match its config."""
-    from safetensors.torch import load_file
-
+def pretrained_config(name_or_path: str, root: Path = PRETRAINED_DIR) -> dict[str, Any]:
+    """The config beside a shipped name's (``vggface2``) or a ``.safetensors`` path's weights:
+    architecture, input convention, source, licence, checksum (the weights are not read)."""
     weights, config = _paths(name_or_path, root)
     for p in (weights, config):
         if not p.is_file():
             raise ModelError(f"{p}: no such file (pretrained weights are a .safetensors file with a .json beside it)")
-    cfg = json.loads(config.read_text())
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return json.loads(config.read_text())
+
+
+def read_pretrained(name_or_path: str, root: Path = PRETRAINED_DIR) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and config of a shipped name (``vggface2``) or a ``.safetensors`` path; the
+    file's checksum must match its config."""
+    from safetensors.torch import load
+
+    cfg = pretrained_config(name_or_path, root)
+    weights, config = _paths(name_or_path, root)
+    data = weights.read_bytes()  # read once: checked, then parsed
+    digest = hashlib.sha256(data).hexdigest()
     if cfg.get("sha256") not in (None, digest):
         raise ModelError(f"{weights}: checksum {digest[:12]}… does not match {config.name} ({cfg['sha256'][:12]}…)")
-    return load_file(weights), cfg
+    return load(data), cfg
 
 
 def load_pretrained(model: nn.Module, name_or_path: str, root: Path = PRETRAINED_DIR) -> dict[str, list[str]]:
