@@ -172,12 +172,20 @@ def _split_outputs(teachers: _Teachers, spec: SourceSpec, datasets: list, split_
     return out
 
 
+def _members(teachers: _Teachers, split: _SplitOutputs) -> list[tuple[str, np.ndarray]]:
+    """(label, probabilities) of each teacher and of their ensemble on one split."""
+    return [*zip(teachers.models, split.probs), ("ensemble", mean_of_members(np.stack(split.probs)))]
+
+
+def _scores(teachers: _Teachers, split: _SplitOutputs, members: list[tuple[str, np.ndarray]]) -> dict:
+    return {label: _score(p, split.labels, split.columns, teachers.age_classes) for label, p in members}
+
+
 def _val_entry(teachers: _Teachers, spec: SourceSpec, split_name: str, split: _SplitOutputs) -> dict:
     """One source's validation report: each teacher's and the ensemble's score, and their accuracy
     against the vote plurality where the source has votes."""
-    members = [*zip(teachers.models, split.probs), ("ensemble", mean_of_members(np.stack(split.probs)))]
-    entry: dict = {"split": split_name, "n": int(len(split.labels)),
-                   **{label: _score(p, split.labels, split.columns, teachers.age_classes) for label, p in members}}
+    members = _members(teachers, split)
+    entry: dict = {"split": split_name, "n": int(len(split.labels)), **_scores(teachers, split, members)}
     if spec.votes:
         vote_classes, table = read_votes(spec.votes)
         votes = remap(plurality(vote_matrix(split.keys, table, vote_classes, vote_classes)), vote_classes, teachers.classes)
@@ -223,10 +231,7 @@ def save_teacher_outputs(
             for member, p in zip(probs, split.probs):
                 member.append(p)
             if split_name == "train":  # in-sample, except where a teacher's run held the image out
-                report["train"][split.name] = {
-                    label: _score(p, split.labels, split.columns, teachers.age_classes)
-                    for label, p in [*zip(teachers.models, split.probs), ("ensemble", mean_of_members(np.stack(split.probs)))]
-                }
+                report["train"][split.name] = _scores(teachers, split, _members(teachers, split))
                 continue
             report["val"][split.name] = _val_entry(teachers, spec, split_name, split)
             log(_entry_line(split.name, split_name, report["val"][split.name]))
