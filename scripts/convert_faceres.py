@@ -73,7 +73,7 @@ def read_graph(json_path: Path) -> dict[str, np.ndarray]:
     return weights
 
 
-def _layer(prefix: str, kernel: np.ndarray, scale: np.ndarray | None, bias: np.ndarray, eps: float) -> dict[str, torch.Tensor]:
+def fold_into_bn(prefix: str, kernel: np.ndarray, scale: np.ndarray | None, bias: np.ndarray, eps: float) -> dict[str, torch.Tensor]:
     """One convolution + BatchNorm from a folded OIHW ``kernel``, the graph's per-channel ``scale``
     (depthwise layers) and ``bias``. The folded kernels span 0.03 to 30 in magnitude; an optimiser
     step is about the same size for every weight, so each output channel's kernel is rescaled to He
@@ -96,12 +96,12 @@ def to_state_dict(w: dict[str, np.ndarray], eps: float = 1e-3) -> dict[str, torc
     for name, value in w.items():  # every activation is ReLU6: clip(relu(x), 0, 6)
         if name.endswith("_relu/Cast") and float(value) != 6.0 or name.endswith("_relu/Const_1") and float(value) != 0.0:
             raise ValueError(f"{name} = {value}: expected ReLU6")
-    sd = _layer("backbone.conv1", w["conv1/convolution/merged_input"].transpose(3, 2, 0, 1), None,
+    sd = fold_into_bn("backbone.conv1", w["conv1/convolution/merged_input"].transpose(3, 2, 0, 1), None,
                 w["conv1_bn/batchnorm_1/sub"], eps)
     for i in range(1, 14):
-        sd |= _layer(f"backbone.conv_dw_{i}", w[f"conv_dw_{i}/depthwise_kernel"].transpose(2, 3, 0, 1),
+        sd |= fold_into_bn(f"backbone.conv_dw_{i}", w[f"conv_dw_{i}/depthwise_kernel"].transpose(2, 3, 0, 1),
                      w[f"conv_dw_{i}_bn/batchnorm_1/mul"], w[f"conv_dw_{i}_bn/batchnorm_1/sub"], eps)
-        sd |= _layer(f"backbone.conv_pw_{i}", w[f"conv_pw_{i}/convolution/merged_input"].transpose(3, 2, 0, 1), None,
+        sd |= fold_into_bn(f"backbone.conv_pw_{i}", w[f"conv_pw_{i}/convolution/merged_input"].transpose(3, 2, 0, 1), None,
                      w[f"conv_pw_{i}_bn/batchnorm_1/sub"], eps)
     for head in ("feats", "age_pred", "gender_pred"):
         sd[f"faceres_heads.{head}.weight"] = torch.from_numpy(w[f"{head}/kernel"].T.copy())
