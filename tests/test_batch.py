@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ pytest.importorskip("ray")
 import pyarrow.parquet as pq  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from emolens.apps.batch import isolation  # noqa: E402
 from emolens.apps.batch.analysis import BatchOptions, analyze_item, frame_step, merge  # noqa: E402
 from emolens.apps.batch.inputs import WorkItem, expand, make_source, plan  # noqa: E402
 from emolens.apps.batch.store import BatchFolder  # noqa: E402
@@ -310,11 +312,59 @@ disconnect()
 """
 
 
-def test_embedded_ray_is_on_the_loopback_without_dashboard_and_refuses_clients_without_its_token(ray_tmp: Path
-                                                                                               ) -> None:
-    """Ray 2.60 binds its core gRPC servers to every interface whatever the node address (measured):
-    the embedded Ray runs on 127.0.0.2, starts no dashboard, client server or other HTTP listener,
-    and keeps token authentication on, so a client from the network without the token is refused."""
+def _listening(pid: int) -> set[int]:
+    """The TCP ports listening in the network namespace of process ``pid`` (from /proc, IPv4 and IPv6)."""
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_embedded_batch_keeps_every_ray_port_in_a_private_network_namespace(archive: Path, tmp_path: Path,
+                                                                           ray_tmp: Path) -> None:
+    """Ray 2.60 listens on every interface whatever the node address, so the embedded batch runs its
+    driver and Ray in a user + network namespace of their own: Ray's processes see only a loopback
+    interface, and none of their ports answers from this machine's own network namespace."""
+    if not isolation.available():
+        pytest.skip("this system refuses unprivileged user namespaces (the batch then runs with Ray's tokens)")
+    out = tmp_path / "out"
+    proc = _batch([str(archive), "--out", str(out), "--fps", FPS, "--workers", "2"], ray_env(ray_tmp))
+    try:
+        _wait_for_ledger(out, proc, lambda done: len(done) >= 1)
+        ours, found = os.readlink("/proc/self/ns/net"), {}
+        for pid in our_processes(str(ray_tmp)):  # gcs_server and raylet name the session folder
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                found[name] = (os.readlink(f"/proc/{pid}/ns/net"), _listening(pid),
+                               [line.split(":")[0].strip() for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]])
+            except OSError:
+                continue
+    finally:
+        text = _finish(proc)
+    assert f"{GOOD} analysed, 2 failed" in text and "note:" not in text, text
+    assert {"gcs_server", "raylet"} <= set(found), found
+    ports = set()
+    for name, (netns, listening, interfaces) in found.items():
+        assert netns != ours and interfaces == ["lo"], (name, netns, interfaces)
+        ports |= listening
+    assert ports
+    addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()[:1]
+    for host in [HEAD_IP, *addresses]:  # Ray's node address, and this machine's address on its network
+        for port in ports:
+            with pytest.raises(OSError):
+                socket.create_connection((host, port), timeout=2).close()
+    assert not our_processes(str(ray_tmp))
+
+
+def test_ray_without_a_namespace_is_on_the_loopback_without_dashboard_and_refuses_clients_without_its_token(
+        ray_tmp: Path) -> None:
+    """Where the system refuses a namespace, the embedded Ray runs in this network namespace, whose
+    gRPC servers Ray 2.60 binds to every interface (measured): it runs on 127.0.0.2, starts no
+    dashboard, client server or other HTTP listener, and keeps token authentication on, so a client
+    from the network without the token is refused."""
     if shutil.which("ss") is None:
         pytest.skip("needs ss (iproute2) to list listening sockets")
     env = {k: v for k, v in ray_env(ray_tmp).items() if k != "RAY_AUTH_MODE"}  # the default a user gets

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -13,6 +13,7 @@ import cv2
 from emolens.apps.batch.analysis import BatchOptions, ItemResult, frame_step, merge
 from emolens.apps.batch.cluster import TASK_RETRIES, connect, disconnect, submit
 from emolens.apps.batch.inputs import Source, WorkItem, expand, plan
+from emolens.apps.batch.isolation import available, inside, run_inside, serve
 from emolens.apps.batch.store import BatchFolder
 from emolens.errors import InputError
 from emolens.inference.capture import capture_fps, open_capture
@@ -23,7 +24,8 @@ from emolens.progress import Bar
 class BatchReport:
     """What a run did: sources finished now (``done``, ``failed``), found finished before
     (``skipped``), and (input or source, error) for every failure and for inputs naming nothing;
-    ``analysis_s``: wall time from the cluster's start to the last source saved."""
+    ``analysis_s``: wall time from the cluster's start to the last source saved; ``isolated``:
+    whether the embedded Ray ran in a private network namespace (:mod:`.isolation`)."""
 
     out: Path
     workers: int = 0
@@ -32,6 +34,10 @@ class BatchReport:
     skipped: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     analysis_s: float = 0.0
+    isolated: bool = False
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "out": str(self.out)}
 
 
 def _video_plan(sources: list[Source], options: BatchOptions) -> dict[str, tuple[int, int]]:
@@ -59,18 +65,24 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
     one path a line, or a CSV/Parquet ``path`` column) into the Parquet dataset ``out``.
 
     ``address``: a Ray cluster's head (``host:port``); default: Ray started embedded on this
-    machine with ``workers`` workers (default: one per core). Each worker gets ``cpus_per_worker``
+    machine with ``workers`` workers (default: one per core), on Linux in a private network
+    namespace (:mod:`.isolation`). Each worker gets ``cpus_per_worker``
     cores. A rerun into the same ``out`` skips the sources finished before and retries the failed
     ones; Ctrl-C keeps every finished source. A bad option or model raises before any work.
     """
     options.check()
+    if address is None and not inside() and available():
+        job = {"inputs": [str(i) for i in inputs], "out": str(out), "options": options.to_dict(), "workers": workers,
+               "cpus_per_worker": cpus_per_worker, "progress": progress}
+        got = run_inside(job, f"{__name__}:driver_main")
+        return BatchReport(**{**got, "out": Path(got["out"]), "errors": [tuple(e) for e in got["errors"]]})
     recognizer = options.recognizer()  # a bad model or detector fails here, before Ray starts
     sources, input_errors = expand(inputs)
     if not sources:
         raise InputError("; ".join(e for _, e in input_errors) if input_errors else
                          f"nothing to analyse: no photo or video in {', '.join(map(str, inputs))}")
     folder = BatchFolder(out, {"options": options.to_dict(), "classes": list(recognizer.classes)})
-    report = BatchReport(folder.root, errors=list(input_errors))
+    report = BatchReport(folder.root, errors=list(input_errors), isolated=inside())
     try:
         ledger = folder.ledger()
         todo = [s for s in sources if not folder.is_done(ledger.get(s.source_id), s)]
@@ -92,6 +104,12 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
         folder.close()
         disconnect()
     return report
+
+
+def driver_main(result: str) -> None:
+    """The embedded batch's driver in its private network namespace (:func:`.isolation.run_inside`)."""
+    serve(result, lambda job: run_batch(job["inputs"], job["out"], BatchOptions(**job["options"]), workers=job["workers"],
+                                        cpus_per_worker=job["cpus_per_worker"], progress=job["progress"]).to_dict())
 
 
 def _run(items: list[WorkItem], folder: BatchFolder, options: BatchOptions, cpus: int, report: BatchReport,

@@ -46,6 +46,9 @@ def batch(
     report = run_batch(inputs, out, options, workers=workers, address=address, cpus_per_worker=cpus_per_worker)
     for _, error in report.errors:
         print_error(error)
+    if address is None and report.workers and not report.isolated:
+        typer.echo("note: this system refused a private network namespace, so Ray's ports listened on every "
+                   "interface (token authentication on); docs/batch.md, 'Security'", err=True)
     typer.echo(f"{report.done} analysed, {report.failed} failed, {report.skipped} already done "
                f"({report.workers or 'no'} workers): {report.out}")
     if report.errors:
