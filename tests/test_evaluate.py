@@ -132,6 +132,13 @@ def test_export_matches_pytorch_on_real_faces(fer_small, tmp_path):
     assert json.loads({p.key: p.value for p in onnx.load(q).metadata_props}["emolens"]) == meta
     rq = compare_with_torch(q, ckpt, faces, labels)
     assert rq["max_prob_diff"] < 0.2 and rq["n"] == 56
+    # the first convolution reads float pixels and the classifier writes float logits: both stay float
+    graph = onnx.load(q).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}  # weights in float: initialisers, no producer
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert producers.get(convs[0].input[1]) is None
+    assert all(producers.get(c.input[1]) == "DequantizeLinear" for c in convs[1:])
+    assert [producers.get(n.input[1]) for n in graph.node if n.op_type in ("Gemm", "MatMul")][-1] is None
 
 
 def test_fp16_weights_export(fer_small, tmp_path):
