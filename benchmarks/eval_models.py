@@ -7,7 +7,8 @@ scored against the original labels and, with ``ferplus-votes.csv``, against the 
 plurality), ``affectnet-yolo/`` (valid) and ``muxspace-dev/`` (in-the-wild photos, scored as an
 evaluation folder twice: the crops as given, and end to end, each face found by the default
 detector and cut by the model's crop spec as ``emolens analyze`` does; a photo without a face
-found counts as wrong). Each cell is what ``emolens evaluate`` reports for that pair.
+found counts as wrong). Each cell is what ``emolens evaluate`` reports for that pair. Last, for each
+model, the temperature (as a factor on its own) that minimises its largest ECE over the sets.
 ``--contrast`` re-scores each model with its crop spec's contrast normalisation switched (a copy
 of the ONNX file with edited metadata), to measure what equalising the input does.
 """
@@ -70,6 +71,7 @@ def main() -> None:
                                    log=lambda _m: None)
                 row[set_name] = {k: r[k] for k in ("accuracy", "macro_f1", "ece", "n")}
                 row[set_name]["temperature_fit"] = r["temperature_fit"]["temperature"]
+                row[set_name]["ece_by_temperature"] = r["temperature_fit"]["ece_by_temperature"]
                 if votes is not None:
                     row["ferplus"] = {"accuracy": r["votes_accuracy"], "n": r["votes_n"]}
     names = ["fer2013", "ferplus", "affectnet", "muxspace-dev", "muxspace-dev-detected"]
@@ -86,8 +88,21 @@ def main() -> None:
             else:
                 cells.append(f"{r['accuracy']:.1%}")
         print(f"| {model} | " + " | ".join(cells) + " |")
+    print()
+    for model, row in results.items():
+        print(f"{model}: {common_temperature(row)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def common_temperature(row: dict[str, dict]) -> str:
+    """The temperature (relative to the model's own) that minimises the largest ECE over the sets
+    scored, since one temperature serves them all; with each set's ECE there."""
+    grids = {n: r["ece_by_temperature"] for n, r in row.items() if "ece_by_temperature" in r}
+    if not grids:
+        return "no calibration grid"
+    best = min(next(iter(grids.values())), key=lambda t: max(g[t] for g in grids.values()))
+    return f"temperature × {best} → ECE " + ", ".join(f"{n} {g[best]:.1%}" for n, g in grids.items())
 
 
 if __name__ == "__main__":

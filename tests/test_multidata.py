@@ -219,6 +219,8 @@ def test_multi_dataset_run_teach_and_distil(fer_small, affectnet_small, votes, t
     assert metrics["accuracy"] == pytest.approx(fer_acc, abs=0.03)  # fp32 here, bf16 autocast in training
     assert metrics["votes_accuracy"] == pytest.approx(float(row["val_votes_acc_fer2013-30-8"]), abs=0.05)
     assert 0.5 <= metrics["temperature_fit"]["temperature"] <= 3.0
+    grid = metrics["temperature_fit"]["ece_by_temperature"]  # the model's own temperature is the grid's 1.00
+    assert len(grid) == 21 and grid["1.00"] == pytest.approx(metrics["ece"], abs=1e-6)
 
 
 def test_holdout_folds_follow_keys():

@@ -201,6 +201,9 @@ def _scores(predictor: Predictor, faces: np.ndarray, y_true: np.ndarray, found: 
         report["temperature_fit"] = {
             "temperature": t, "ece": expected_calibration_error(rescale(probs[found], t), y_true[found]),
             "note": "relative to the model's own temperature; fitted on this split",
+            # one temperature serves every set a model meets: this grid lets sets be weighed together
+            "ece_by_temperature": {f"{g:.2f}": expected_calibration_error(rescale(probs[found], g), y_true[found])
+                                   for g in np.arange(0.5, 1.51, 0.05)},
         }
     if tta != "none":
         plain = restricted(predictor.predict_proba(faces[found], batch_size)).argmax(axis=1)
