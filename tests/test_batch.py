@@ -359,6 +359,28 @@ def test_embedded_batch_keeps_every_ray_port_in_a_private_network_namespace(arch
     assert not our_processes(str(ray_tmp))
 
 
+def test_embedded_driver_stops_cleanly_when_the_command_is_killed(archive: Path, tmp_path: Path,
+                                                                  ray_tmp: Path) -> None:
+    """SIGKILL on ``emolens batch`` (a crash, an OOM kill): its driver in the namespace gets SIGINT,
+    stops its Ray and keeps the ledger; the same command resumes."""
+    if not isolation.available():
+        pytest.skip("this system refuses unprivileged user namespaces")
+    out = tmp_path / "out"
+    args = [str(archive), "--out", str(out), "--fps", FPS, "--workers", "2"]
+    proc = _batch(args, ray_env(ray_tmp))
+    _wait_for_ledger(out, proc, lambda done: len(done) >= 2)
+    proc.kill()  # this process only; the driver is in a process group of its own
+    proc.communicate()
+    deadline = time.monotonic() + 120
+    while our_processes(str(ray_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not our_processes(str(ray_tmp)), "the driver or its Ray outlived the killed command"
+    assert len(_ledger(out)) < GOOD + 2  # stopped mid-run, not carried on to the end
+    done = {e["source_id"] for e in _ledger(out) if e["status"] == "done"}
+    text = _finish(_batch(args, ray_env(ray_tmp)))
+    assert f"{GOOD - len(done)} analysed, 2 failed, {len(done)} already done" in text, text
+
+
 def test_ray_without_a_namespace_is_on_the_loopback_without_dashboard_and_refuses_clients_without_its_token(
         ray_tmp: Path) -> None:
     """Where the system refuses a namespace, the embedded Ray runs in this network namespace, whose

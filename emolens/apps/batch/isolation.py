@@ -10,6 +10,7 @@ with Ray's token authentication on, and the report says so (docs/batch.md).
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
 import json
@@ -31,6 +32,7 @@ from emolens import errors
 INSIDE_ENV = "EMOLENS_BATCH_NETNS"
 _UNSHARE = ["--user", "--map-root-user", "--net"]
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_PR_SET_PDEATHSIG = 1
 
 
 def inside() -> bool:
@@ -57,17 +59,25 @@ def loopback_up() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
+def _interrupt_when_parent_dies() -> None:
+    """In the child before it runs: SIGINT (a clean, resumable stop) when its parent dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
 def run_inside(job: dict[str, Any], driver: str) -> dict[str, Any]:
     """Run ``job`` (JSON-ready arguments) in a driver process in a private network namespace, where
-    ``driver`` ("module:function", the function calling :func:`serve`) runs it; returns its report. The driver's errors are raised here as the same
-    emolens error; Ctrl-C reaches it (the terminal signals both), and is passed on when only this
-    process got it."""
+    ``driver`` ("module:function", the function calling :func:`serve`) runs it; returns its
+    report. The driver's errors are raised here as the same emolens error; a Ctrl-C here is passed
+    on to it."""
     with tempfile.TemporaryDirectory(prefix="emolens-batch-") as tmp:
         result = Path(tmp) / "report.json"
         module, function = driver.split(":")
         code = f"import sys; from {module} import {function}; {function}(sys.argv[1])"
         cmd = [shutil.which("unshare") or "unshare", *_UNSHARE, "--", sys.executable, "-c", code, str(result)]
-        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, env={**os.environ, INSIDE_ENV: "1"})
+        # Its own process group, so a Ctrl-C at the terminal reaches the driver once, from here
+        # (twice would cut its clean-up short); it also gets SIGINT should this process die.
+        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, env={**os.environ, INSIDE_ENV: "1"}, process_group=0,
+                                 preexec_fn=_interrupt_when_parent_dies)
         try:
             child.communicate(json.dumps(job).encode())
         except KeyboardInterrupt:
