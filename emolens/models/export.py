@@ -111,8 +111,8 @@ class _Calibration:
 
 def _float_ends(proto: onnx.ModelProto) -> list[str]:
     """The first convolution and the last matrix product, which static int8 leaves in float: on
-    ``accurate`` (MobileNet-v1) quantising them cost 3.4 points of FER2013 validation accuracy and
-    all but 0.6 came back with them in float (docs/experiments.md); they are a sliver of the work."""
+    ``accurate`` (MobileNet-v1) they are a sliver of the work, and int8 there slowed the model and
+    cost accuracy (docs/experiments.md)."""
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
     products = [n.name for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
     return convs[:1] + products[-1:]
@@ -138,6 +138,9 @@ def quantize_int8(fp32: str | Path, out: str | Path, *, mode: str = "static", ca
                 str(prepared), str(quantized), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                 per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=_float_ends(onnx.load(prepared)),
+                # 7-bit weights: x86 without VNNI multiplies u8×s8 pairs into saturating int16, so
+                # full-range weights give other answers there than on VNNI CPUs and in the browser
+                reduce_range=True,
             )
         else:
             quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QUInt8)
