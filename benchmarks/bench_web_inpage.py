@@ -1,6 +1,6 @@
 """In-browser recognition speed and first-load size, per bundled detector/model pair.
 
-    python benchmarks/bench_web_inpage.py [--seconds 10] [--iterations 60] [--threads N]
+    python benchmarks/bench_web_inpage.py [--seconds 10] [--iterations 60] [--threads N] [--model NAME ...]
 
 Each pair is exported with ``emolens export-web`` and served by ``python -m http.server``; Debian
 Chromium (headless, fake camera playing ``pyfeat_single_face.mp4`` at 640×480, 30 fps) opens it
@@ -78,8 +78,9 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=60, help="back-to-back engine runs per pair")
     parser.add_argument("--threads", type=int, default=0, help="WebAssembly threads (needs cross-origin isolation; "
                                                               "http.server is not, so the page uses 1)")
+    parser.add_argument("--model", nargs="+", default=None, help="only these bundled models (default: every one)")
     args = parser.parse_args()
-    pairs = [(d, m) for d in BROWSER_DETECTORS for m in list_bundled_models()]
+    pairs = [(d, m) for d in BROWSER_DETECTORS for m in args.model or list_bundled_models()]
     with tempfile.TemporaryDirectory(prefix="emolens-bench-web-") as tmp:
         root = Path(tmp) / "sites"
         for detector, model in pairs:
