@@ -87,10 +87,9 @@ def run_inside(job: dict[str, Any], driver: str) -> dict[str, Any]:
             raise RuntimeError(f"the batch driver stopped without a report (exit code {child.returncode})")
         out = json.loads(result.read_text())
     if "error" in out:
-        kind = getattr(errors, out["error"]["type"], None)
-        if out["error"]["type"] == "KeyboardInterrupt":
-            raise KeyboardInterrupt(out["error"]["message"])
-        raise (kind if isinstance(kind, type) and issubclass(kind, errors.EmolensError) else RuntimeError)(
+        name = out["error"]["type"]
+        kind = {"KeyboardInterrupt": KeyboardInterrupt, "OSError": OSError}.get(name) or getattr(errors, name, None)
+        raise (kind if isinstance(kind, type) and issubclass(kind, BaseException) else RuntimeError)(
             out["error"]["message"])
     return out
 
@@ -103,8 +102,7 @@ def serve(result: str, work: Callable[[dict[str, Any]], dict[str, Any]]) -> None
         loopback_up()
         out = work(job)
     except (errors.EmolensError, KeyboardInterrupt, OSError) as e:
-        out = {"error": {"type": type(e).__name__ if isinstance(e, errors.EmolensError | KeyboardInterrupt)
-                         else "RuntimeError", "message": str(e)}}
+        out = {"error": {"type": "OSError" if isinstance(e, OSError) else type(e).__name__, "message": str(e)}}
     tmp = Path(result).with_suffix(".part")
     tmp.write_text(json.dumps(out))
     tmp.replace(result)
