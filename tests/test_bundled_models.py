@@ -15,10 +15,13 @@ MIN_HAPPY = {"affectnet8": 3}
 
 
 def test_the_default_models_ship():
-    assert {"mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8"} <= set(BUNDLED)
+    assert {"accurate-int8", "accurate", "mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8"} <= set(BUNDLED)
     default = EmotionClassifier.load("default")
+    assert default.model_name == "mobilenetv1" and default.path.name == "accurate-int8.onnx"
     assert default.classes == EmotionClassifier.load("mixed8").classes and len(default.classes) == 8
     assert default.crop.contrast == "equalize"  # trained on equalised faces of every source
+    # the default is the int8 copy of `accurate`: the same network, crop and classes
+    assert (default.crop, default.classes) == (EmotionClassifier.load("accurate").crop, EmotionClassifier.load("accurate").classes)
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -61,7 +61,7 @@ def test_missing_extra_is_one_line(monkeypatch, args, extra, module):
 
 def test_models_lists_bundled_models_and_architectures(monkeypatch):
     r = run("models")
-    assert r.exit_code == 0 and "mixed8 (default)" in r.output and "mini-xception" in r.output
+    assert r.exit_code == 0 and "accurate-int8 (default)" in r.output and "mini-xception" in r.output
     assert "train --arch" in r.output
     inference_only(monkeypatch, *TRAIN_ONLY)
     r = run("models")

@@ -61,10 +61,10 @@ def post_image(client: TestClient, data: bytes, name: str = "photo.jpg", query: 
 def test_health_and_models(client: TestClient, recognizer) -> None:
     health = client.get("/health").json()
     # the model as loaded (the page's header shows it in both modes), never "default"
-    assert health["status"] == "ok" and (health["model"], health["detector"]) == ("mixed8", "yunet-tiled")
+    assert health["status"] == "ok" and (health["model"], health["detector"]) == ("accurate-int8", "yunet-tiled")
     models = client.get("/api/v1/models").json()
     assert models["classes"] == list(recognizer.classes)
-    assert (models["model"], models["stream_detector"]) == ("mixed8", "blazeface,yunet-320")
+    assert (models["model"], models["stream_detector"]) == ("accurate-int8", "blazeface,yunet-320")
     assert "fer2013" in models["bundled_models"] and "haar" in models["detectors"]
 
 

@@ -44,10 +44,16 @@ from emolens.preprocess import CropSpec, crop_face  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = STATIC / "vendor" / "onnxruntime-web"
 ARTIFACTS = REPO / "test-artifacts"
-MODELS = ("mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8", "accurate")
+MODELS = ("mixed8", "mixed8-fast", "fer2013", "fer2013-fast", "affectnet8", "accurate", "accurate-int8")
 #: One engine per bundled model; together they cover both detectors the page runs.
 PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affectnet8", "blazeface"),
-         ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"), ("accurate", "blazeface-short"))  # every bundled emotion model
+         ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"), ("accurate", "blazeface-short"),
+         ("accurate-int8", "blazeface"))  # every bundled emotion model
+
+#: int8 models: the page's WebAssembly kernels and ONNX Runtime's x86 ones round the quantised
+#: arithmetic differently (measured on accurate-int8: 97.8 % top-1 agreement, largest probability
+#: difference 0.078 on the parity faces), so they are held to that, not to float rounding.
+INT8_PARITY = (0.97, 0.1)
 
 
 def require_models() -> None:
@@ -406,8 +412,10 @@ def test_page_matches_python(exported: tuple[str, Path], chrome, media: Path, fe
         js = np.array([p for r in page for p in r["probs"]])
         py = np.concatenate([classifier.classify_faces(rgb, boxes) for rgb, boxes in samples])
         agree = float((js.argmax(1) == py.argmax(1)).mean())
-        stats[model] = {"top1_agreement": agree, "max_abs_diff": float(np.abs(js - py).max())}
-        assert agree >= 0.99 and np.abs(js - py).max() < 1e-3, (model, stats[model])
+        stats[model] = {"top1_agreement": agree, "max_abs_diff": float(np.abs(js - py).max()),
+                        "mean_abs_diff": float(np.abs(js - py).mean())}
+        least_agreement, most_diff = INT8_PARITY if model.endswith("-int8") else (0.99, 1e-3)
+        assert agree >= least_agreement and np.abs(js - py).max() < most_diff, (model, stats[model])
         shift = 0
 
         blazeface = BlazeFaceDetector(BROWSER_DETECTORS[detector])
@@ -474,13 +482,16 @@ def test_page_tracks_and_smooths_like_python(exported: tuple[str, Path], chrome,
     """, entries)
     recognizer = Recognizer("default", detector="blazeface")  # the model the page loads
     stream = StreamAnalyzer(recognizer)  # the server's per-frame path
+    least_agreement, most_diff = INT8_PARITY if recognizer.classifier.path.stem.endswith("-int8") else (1.0, 1e-3)
+    same = []
     for rgb, js_faces in zip(rgbs, page, strict=True):
         py = stream.process(rgb, color="rgb")
         assert [f.face_id for f in py] == [f["face_id"] for f in js_faces]
         for f, g in zip(py, js_faces, strict=True):
             assert f.box == tuple(g["box"][k] for k in ("x1", "y1", "x2", "y2"))
-            assert f.emotion == g["emotion"]
-            assert max(abs(f.probabilities[c] - g["probabilities"][c]) for c in f.probabilities) < 1e-3
+            same.append(f.emotion == g["emotion"])
+            assert max(abs(f.probabilities[c] - g["probabilities"][c]) for c in f.probabilities) < most_diff
+    assert len(same) >= 20 and np.mean(same) >= least_agreement, same
 
 
 def placement_cases(media: Path) -> list[dict]:

@@ -23,13 +23,13 @@ from emolens.predictor import predict_in_batches
 from emolens.preprocess import CropSpec, crop_face
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_MODEL = "mixed8"
+DEFAULT_MODEL = "accurate-int8"
 #: Bundled models of face attributes other than the expression (see :class:`AgeEstimator`).
 ATTRIBUTE_MODELS: tuple[str, ...] = ("age",)
 
 
 def list_bundled_models() -> list[str]:
-    """Names of the expression models shipped in ``emolens/weights`` (``default`` means ``mixed8``)."""
+    """Names of the expression models shipped in ``emolens/weights`` (``default`` means ``accurate-int8``)."""
     return sorted(p.stem for p in WEIGHTS.glob("*.onnx") if p.stem not in ATTRIBUTE_MODELS)
 
 
@@ -123,7 +123,7 @@ class EmotionClassifier(OnnxPredictor):
 
     task_required = "expression"
     task_hint = "age is an attribute: Recognizer(attributes=('age',)), --age in the CLI"
-    default_name = "default"  # → mixed8
+    default_name = "default"  # → accurate-int8
 
     def classify_faces(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
         """Probabilities (N×K) of the faces at pixel ``boxes`` (x1, y1, x2, y2) in an RGB image."""

@@ -28,7 +28,7 @@ ATTRIBUTES: tuple[str, ...] = ("age",)
 class Recognizer:
     """A face detector plus an emotion classifier.
 
-    ``model``: a bundled model name (``default`` → ``mixed8``), an .onnx path or an
+    ``model``: a bundled model name (``default`` → ``accurate-int8``), an .onnx path or an
     :class:`EmotionClassifier`; ``detector``: a detector name (see
     :func:`~emolens.inference.detectors.list_detectors`; ``None`` or ``"none"``: each image is one
     face) or object. ``"default"`` uses the thorough default for photos and the fast one for video

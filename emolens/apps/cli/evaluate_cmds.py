@@ -9,7 +9,7 @@ import typer
 
 
 def evaluate_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Trained model: run folder, .pt checkpoint, .onnx file or bundled model name (default, mixed8, fer2013, ...)."),
+    model: str = typer.Option(..., "--model", "-m", help="Trained model: run folder, .pt checkpoint, .onnx file or bundled model name (default, accurate, mixed8, ...)."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or file (any supported layout)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: metrics.json, confusion_matrix.png."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: test, else val, else eval)."),

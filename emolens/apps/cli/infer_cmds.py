@@ -27,7 +27,7 @@ from emolens.limits import MAX_PIXELS
 if TYPE_CHECKING:
     from emolens.inference.recognizer import Recognizer
 
-MODEL_HELP = ("trained model: a bundled name (default → mixed8; `emolens models` lists them), an exported "
+MODEL_HELP = ("trained model: a bundled name (default → accurate-int8; `emolens models` lists them), an exported "
               ".onnx file, or a run folder holding one")
 DETECTOR_HELP = (f"face detector: default (photos {DEFAULT_DETECTOR}, video {DEFAULT_STREAM_DETECTOR}), "
                  f"{', '.join(list_detectors())} (none: each image is one face), yunet-N (YuNet at N px), "

@@ -41,7 +41,7 @@ def models_cmd(
     console = Console()
     bundled = Table(title="trained models, bundled (--model NAME in analyze, live, serve, evaluate)")
     for col in ("name", "architecture", "input", "classes"):
-        bundled.add_column(col)
+        bundled.add_column(col, no_wrap=col == "name")  # "accurate-int8 (default)" on one line
     attributes = [n for n in ATTRIBUTE_MODELS if (WEIGHTS / f"{n}.onnx").is_file()]
     for name in [*list_bundled_models(), *attributes]:
         clf = OnnxPredictor(resolve_model(name))

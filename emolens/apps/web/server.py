@@ -223,7 +223,7 @@ def _add_meta_routes(app: FastAPI, services: _Services) -> None:
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, Any]:
-        """Liveness: the server is up and its model is loaded (named as loaded: ``mixed8``, not ``default``)."""
+        """Liveness: the server is up and its model is loaded (named as loaded: ``accurate-int8``, not ``default``)."""
         return {"status": "ok", "version": emolens.__version__, **loaded}
 
     @app.get("/api/v1/models", tags=["meta"])
