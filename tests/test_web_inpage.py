@@ -50,10 +50,14 @@ PAIRS = (("fer2013", "blazeface"), ("fer2013-fast", "blazeface-short"), ("affect
          ("mixed8", "blazeface-short"), ("mixed8-fast", "blazeface"), ("accurate", "blazeface-short"),
          ("accurate-int8", "blazeface"))  # every bundled emotion model
 
-#: int8 models: the page's WebAssembly kernels and ONNX Runtime's x86 ones round the quantised
-#: arithmetic differently (measured on accurate-int8: 97.8 % top-1 agreement, largest probability
-#: difference 0.078 on the parity faces), so they are held to that, not to float rounding.
-INT8_PARITY = (0.97, 0.1)
+#: How closely the page must reproduce Python: (top-1 agreement, mean and largest probability
+#: difference). Float models to rounding. int8 models less: the page's WebAssembly kernels and ONNX
+#: Runtime's x86 ones round the quantised arithmetic differently, which moves faces near a decision
+#: boundary (measured on accurate-int8's parity faces: 97.3-97.8 % agreement, mean difference
+#: 0.0033-0.0038, largest 0.08-0.13); a page that cut or normalised faces wrongly would be far off
+#: on the mean (the crops themselves are compared byte for byte).
+FLOAT_PARITY = (0.99, 1e-3, 1e-3)
+INT8_PARITY = (0.95, 0.01, 0.3)
 
 
 def require_models() -> None:
@@ -414,8 +418,9 @@ def test_page_matches_python(exported: tuple[str, Path], chrome, media: Path, fe
         agree = float((js.argmax(1) == py.argmax(1)).mean())
         stats[model] = {"top1_agreement": agree, "max_abs_diff": float(np.abs(js - py).max()),
                         "mean_abs_diff": float(np.abs(js - py).mean())}
-        least_agreement, most_diff = INT8_PARITY if model.endswith("-int8") else (0.99, 1e-3)
-        assert agree >= least_agreement and np.abs(js - py).max() < most_diff, (model, stats[model])
+        least_agreement, mean_diff, most_diff = INT8_PARITY if model.endswith("-int8") else FLOAT_PARITY
+        assert agree >= least_agreement and np.abs(js - py).mean() < mean_diff and np.abs(js - py).max() < most_diff, (
+            model, stats[model])
         shift = 0
 
         blazeface = BlazeFaceDetector(BROWSER_DETECTORS[detector])
@@ -482,16 +487,18 @@ def test_page_tracks_and_smooths_like_python(exported: tuple[str, Path], chrome,
     """, entries)
     recognizer = Recognizer("default", detector="blazeface")  # the model the page loads
     stream = StreamAnalyzer(recognizer)  # the server's per-frame path
-    least_agreement, most_diff = INT8_PARITY if recognizer.classifier.path.stem.endswith("-int8") else (1.0, 1e-3)
-    same = []
+    int8 = recognizer.classifier.path.stem.endswith("-int8")
+    least_agreement, mean_diff, most_diff = (0.9, *INT8_PARITY[1:]) if int8 else (1.0, *FLOAT_PARITY[1:])
+    same, diffs = [], []
     for rgb, js_faces in zip(rgbs, page, strict=True):
         py = stream.process(rgb, color="rgb")
         assert [f.face_id for f in py] == [f["face_id"] for f in js_faces]
         for f, g in zip(py, js_faces, strict=True):
             assert f.box == tuple(g["box"][k] for k in ("x1", "y1", "x2", "y2"))
             same.append(f.emotion == g["emotion"])
-            assert max(abs(f.probabilities[c] - g["probabilities"][c]) for c in f.probabilities) < most_diff
+            diffs += [abs(f.probabilities[c] - g["probabilities"][c]) for c in f.probabilities]
     assert len(same) >= 20 and np.mean(same) >= least_agreement, same
+    assert np.mean(diffs) < mean_diff and max(diffs) < most_diff, (np.mean(diffs), max(diffs))
 
 
 def placement_cases(media: Path) -> list[dict]:
