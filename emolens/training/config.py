@@ -145,7 +145,7 @@ class TrainConfig:
         False, help="Keep BatchNorm statistics fixed while training (fine-tuning a pretrained backbone).",
     )
     workers: int = _cli(  # CPU threads per process; 0 = all available cores shared by local processes
-        0, help="CPU threads per process; 0 = OMP_NUM_THREADS when set, else all cores shared by local processes.",
+        0, help="CPU threads per process; 0 = OMP_NUM_THREADS when set (one process), else all cores shared by local processes.",
     )
     device: str = _cli("auto", help="auto | cpu | cuda | cuda:N (default auto).")  # resolved to cpu / cuda / cuda:N
     cache_dir: str | None = _cli(

@@ -71,9 +71,11 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, torch.device, distributed.Dis
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    # an explicit OMP_NUM_THREADS (e.g. a background run beside the tests) is the user's choice too
+    # A single process honours OMP_NUM_THREADS (e.g. a background run beside the tests); under
+    # torchrun, which sets it to 1 by itself, each process takes its share of the cores.
     omp = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(cfg.workers or (int(omp) if omp.isdigit() and int(omp) > 0 else max(1, cpus // info.local_world_size)))
+    own = int(omp) if omp.isdigit() and int(omp) > 0 and info.local_world_size == 1 else 0
+    torch.set_num_threads(cfg.workers or own or max(1, cpus // info.local_world_size))
     amp, amp_why = resolve_amp(cfg.amp, device)
     model_info = get_model_info(cfg.arch)
     cfg = replace(

@@ -66,9 +66,9 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
 
     ``address``: a Ray cluster's head (``host:port``); default: Ray started embedded on this
     machine with ``workers`` workers (default: one per core), on Linux in a private network
-    namespace (:mod:`.isolation`). Each worker gets ``cpus_per_worker``
-    cores. A rerun into the same ``out`` skips the sources finished before and retries the failed
-    ones; Ctrl-C keeps every finished source. A bad option or model raises before any work.
+    namespace (:mod:`.isolation`). Each worker gets ``cpus_per_worker`` cores. A rerun into the
+    same ``out`` skips the sources finished before and retries the failed ones; Ctrl-C keeps every
+    finished source. A bad option or model raises before any work.
     """
     options.check()
     if address is None and not inside() and available():
@@ -108,8 +108,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
 
 def driver_main(result: str) -> None:
     """The embedded batch's driver in its private network namespace (:func:`.isolation.run_inside`)."""
-    serve(result, lambda job: run_batch(job["inputs"], job["out"], BatchOptions(**job["options"]), workers=job["workers"],
-                                        cpus_per_worker=job["cpus_per_worker"], progress=job["progress"]).to_dict())
+    serve(result, lambda job: run_batch(**{**job, "options": BatchOptions(**job["options"])}).to_dict())
 
 
 def _run(items: list[WorkItem], folder: BatchFolder, options: BatchOptions, cpus: int, report: BatchReport,
