@@ -22,9 +22,14 @@ class Predictor(Protocol):
     classes: tuple[str, ...]
     crop: CropSpec
     model_name: str
+    temperature: float  # divides the logits in predict_proba (an exported model's calibrated one)
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """float32 N×K probabilities (K = ``len(classes)``) for uint8 N×H×W×C faces."""
+        ...
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw logits (N×K) of a normalised float32 N×C×H×W batch at ``crop``'s size."""
         ...
 
 

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from emolens.errors import ModelError  # noqa: E402
 from emolens.images import decode  # noqa: E402
 from emolens.models import create_model  # noqa: E402
-from emolens.models.checkpoint import load_checkpoint  # noqa: E402
+from emolens.models.checkpoint import init_from, load_checkpoint  # noqa: E402
 from emolens.models.mobilenetv1 import same_padding  # noqa: E402
 from emolens.models.pretrained import PRETRAINED_DIR, available, load_pretrained, read_pretrained  # noqa: E402
 from emolens.preprocess import normalize, resize_to  # noqa: E402
@@ -108,3 +108,42 @@ def test_pretrained_config_is_saved_with_the_run(fer_small: Path, tmp_path: Path
     fit(_frozen_run(fer_small, tmp_path / "run", 1), log=lambda _m: None)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (cfg["pretrained"], cfg["head_epochs"], cfg["backbone_lr"], cfg["freeze_bn"]) == ("vggface2", 1, 0.3, True)
+
+
+@pytest.mark.parametrize("name", ["accurate", "mixed8-fast"])
+def test_onnx_to_init_recovers_a_shipped_model(name: str, fer_small: Path, tmp_path: Path) -> None:
+    """scripts/onnx_to_init.py rebuilds trainable weights (BatchNorm unfolded) of a shipped model
+    whose checkpoint is gone, for the MobileNet-v1 and ResNet families alike; `--init` takes them.
+    With --calibrate the BatchNorms get real faces' statistics, so that train mode (batch
+    statistics) computes nearly what eval mode does, and eval mode still matches the ONNX file."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "init.pt"
+    calibrate = ["--calibrate", str(fer_small)] if name == "mixed8-fast" else []
+    done = subprocess.run([sys.executable, "scripts/onnx_to_init.py", f"emolens/weights/{name}.onnx", str(out), *calibrate],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    difference = float(done.stdout.rsplit(" ", 1)[1])
+    assert difference < 1e-4, done.stdout
+    arch, size, channels = {"accurate": ("mobilenetv1", 96, 3), "mixed8-fast": ("resnet10-tiny", 48, 1)}[name]
+    report = init_from(create_model(arch, 8, size, channels), out)
+    assert report["loaded"] and not report["skipped"]
+    assert all(k.endswith("num_batches_tracked") for k in report["missing"])
+    if calibrate:
+        from emolens.data.cache import load_arrays
+        from emolens.data.datasets import load_dataset
+        from emolens.preprocess import CropSpec
+
+        model = create_model(arch, 8, size, channels)
+        init_from(model, out)
+        crop = CropSpec(48, 1, margin=0.0, contrast="equalize")
+        faces, _ = load_arrays(load_dataset(fer_small, crop=crop).split("train"), 48, 1, contrast="equalize")
+        x = torch.from_numpy(normalize(faces))
+        with torch.no_grad():
+            evaluated = model.eval()(x)
+            for m in model.modules():  # train-mode BatchNorm (batch statistics), dropout off
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.train()
+            trained = model(x)
+        assert (evaluated.argmax(1) == trained.argmax(1)).float().mean() > 0.9

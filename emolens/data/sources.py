@@ -13,6 +13,9 @@ A training source is written ``PATH[,key=value...]`` (repeatable ``--data``), ke
 - ``margin``: the face-box margin for this source's boxes (box layouts such as YOLO; default the
   run's ``--margin``), e.g. a second copy of a box dataset cut at another framing. A renamed copy
   (``name=``) finds teacher outputs saved under its dataset's own name.
+- ``unlabeled=1``: a transfer set: the faces of the dataset's train split without their labels
+  (any layout, e.g. UTKFace for an expression model); their targets are all NaN until an online
+  teacher (``train --teacher-model``) labels each augmented view, and they have no validation set.
 
 A run may hold out one fold of every source's training images (``holdout="K/N"``, see
 :func:`in_fold`): teachers trained without fold K label exactly those images in ``emolens teach``,
@@ -56,6 +59,7 @@ class SourceSpec:
     drop: str | None = None
     merge: str | None = None
     margin: float | None = None
+    unlabeled: bool = False
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
@@ -76,7 +80,11 @@ class SourceSpec:
             key = key.strip()
             if not sep or key not in known:
                 raise ConfigError(f"--data {text!r}: option {option!r} is not KEY=VALUE with KEY one of {', '.join(known)}")
-            if key in ("weight", "label_mix", "margin"):
+            if key == "unlabeled":
+                if value.lower() not in ("0", "1", "true", "false"):
+                    raise ConfigError(f"--data {text!r}: unlabeled must be 1 or 0, got {value!r}")
+                values[key] = value.lower() in ("1", "true")
+            elif key in ("weight", "label_mix", "margin"):
                 try:
                     values[key] = float(value)
                 except ValueError:
@@ -103,6 +111,7 @@ class SourceData:
     val_vote_labels: np.ndarray | None = None  # plurality of the votes (-1: tie or no votes)
     weight: float = 1.0
     notes: list[str] = field(default_factory=list)
+    labelled: bool = True  # False: a transfer set (targets all NaN, no validation images)
 
 
 def union_classes(class_lists: Sequence[Sequence[str]]) -> list[str]:
@@ -177,12 +186,16 @@ def in_fold(keys: Sequence[str] | np.ndarray, fold: int, folds: int) -> np.ndarr
 
 
 def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_dir: Path | None = None,
-                holdout: tuple[int, int] | None = None) -> SourceData:
+                holdout: tuple[int, int] | None = None, train_crop: CropSpec | None = None) -> SourceData:
     """Decode one source's train and validation splits with targets over the run's ``classes``
     (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does);
-    ``holdout`` = (K, N) leaves fold K of N of the training images out."""
+    ``holdout`` = (K, N) leaves fold K of N of the training images out; ``train_crop``: the training
+    images' size and channels when they differ from ``crop``'s (an online teacher's larger view)."""
     if spec.margin is not None:
         crop = replace(crop, margin=spec.margin)
+    view = crop if train_crop is None else replace(crop, size=train_crop.size, channels=train_crop.channels)
+    if spec.unlabeled:
+        return _transfer_set(spec, len(classes), view, cache_dir)
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )
@@ -193,13 +206,13 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
     mask = np.zeros(len(classes), bool)
     mask[to_run] = True
 
-    def arrays(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(split: str, spec: CropSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return load_arrays(
-            dataset.split(split), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast, with_keys=True
+            dataset.split(split), spec.size, spec.channels, cache_dir=cache_dir, contrast=spec.contrast, with_keys=True
         )
 
-    x_train, y_train, k_train = arrays("train")
-    x_val, y_val, k_val = arrays(val_name)
+    x_train, y_train, k_train = arrays("train", view)
+    x_val, y_val, k_val = arrays(val_name, crop)
     targets = np.zeros((len(y_train), len(classes)), np.float32)
     targets[np.arange(len(y_train)), to_run[y_train]] = 1.0
     notes: list[str] = []
@@ -231,8 +244,29 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
     )
 
 
+def _transfer_set(spec: SourceSpec, num_classes: int, crop: CropSpec, cache_dir: Path | None) -> SourceData:
+    """An unlabeled source: its train split's faces (its first split's when it has none), all-NaN
+    targets, no validation images."""
+    dataset = load_dataset(spec.path, format=spec.format, crop=crop)
+    split = "train" if "train" in dataset.splits else next(iter(dataset.splits), "train")
+    images, _, keys = load_arrays(
+        dataset.split(split), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast, with_keys=True
+    )
+    empty = np.zeros((0, crop.size, crop.size, crop.channels), np.uint8)
+    return SourceData(
+        name=spec.name or dataset.name, dataset_name=dataset.name, classes=[], mask=np.ones(num_classes, bool),
+        train_images=images, train_targets=np.full((len(images), num_classes), np.nan, np.float32), train_keys=keys,
+        val_name="", val_images=empty, val_labels=np.zeros(0, np.int64), weight=spec.weight,
+        notes=[f"unlabeled: {len(images)} faces of its {split} split, labelled by the online teacher"],
+        labelled=False,
+    )
+
+
 def source_classes(spec: SourceSpec) -> list[str]:
-    """A source's classes after its selection (plus its vote classes), without decoding images."""
+    """A source's classes after its selection (plus its vote classes), without decoding images;
+    none for a transfer set (``unlabeled``)."""
+    if spec.unlabeled:
+        return []
     dataset = load_dataset(spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge))
     classes = list(dataset.classes)
     if spec.votes:
@@ -245,7 +279,7 @@ def smooth_targets(targets: np.ndarray, epsilon: float) -> np.ndarray:
     if epsilon <= 0:
         return targets
     defined = ~np.isnan(targets)
-    uniform = defined / defined.sum(axis=1, keepdims=True)
+    uniform = defined / np.maximum(defined.sum(axis=1, keepdims=True), 1)  # transfer-set rows define none
     return np.where(defined, (1 - epsilon) * np.nan_to_num(targets) + epsilon * uniform, np.nan).astype(np.float32)
 
 

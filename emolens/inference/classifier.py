@@ -97,9 +97,10 @@ class OnnxPredictor:
 
         Crops not already ``crop.size`` square with ``crop.channels`` channels are resized/converted.
         """
-        return predict_in_batches(self._logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
+        return predict_in_batches(self.logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw logits (N×K) of a normalised float32 N×C×H×W batch at ``crop``'s size."""
         return self.session.run(None, {self._input: x})[0]
 
     def crops(self, image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:

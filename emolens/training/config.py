@@ -128,6 +128,13 @@ class TrainConfig:
     teacher_members: str | None = _cli(  # comma-separated teacher indices to average (default all)
         None, help="Teachers of the file to average, e.g. 0,2 (default all).",
     )
+    teacher_model: str | None = _cli(  # emolens.training.distill: labels each augmented batch as the student sees it
+        None, help="Distil online from a model (run folder, .pt, .onnx or bundled name) that labels every augmented "
+                   "batch as the student sees it (consistent distillation); needed by --data ...,unlabeled=1.",
+    )
+    teacher_model_weight: float | None = _cli(  # applied after --teacher files: their mix keeps 1 − this share
+        None, help="The online teacher's share of each labelled target (default --distill-weight).",
+    )
     init: str | None = _cli(
         None, help="Start from local weights (state dict or checkpoint); mismatched heads are skipped.", path=True,
     )
@@ -161,8 +168,10 @@ class TrainConfig:
             self.teacher = [self.teacher]
         if not self.data:
             raise ConfigError("at least one --data source is required")
-        if not 0.0 <= self.distill_weight <= 1.0:
-            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        for name in ("distill_weight", "teacher_model_weight"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         for name, allowed in (
             ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("augment", AUGMENTS),
             ("amp", AMP_MODES), ("class_weights", CLASS_WEIGHTS),

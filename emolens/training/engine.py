@@ -7,7 +7,7 @@ every rank returns the global numbers); ``global_sums`` does the same for caller
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,10 +82,13 @@ def train_one_epoch(
     progress: bool = True,
     ema: AveragedModel | None = None,
     freeze_bn: bool = False,
+    teacher: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; returns loss, acc, images and images_per_s. ``ema``: a
     moving average of the weights, updated after every optimiser step; ``freeze_bn``: BatchNorm
-    layers normalise with their running statistics and leave them unchanged."""
+    layers normalise with their running statistics and leave them unchanged; ``teacher``: turns
+    each augmented batch and its targets into the student's view and distilled targets
+    (:class:`emolens.training.distill.OnlineTeacher`)."""
     model.train()
     if freeze_bn:
         for m in model.modules():
@@ -99,6 +102,8 @@ def train_one_epoch(
     bar = _progress(loader, f"epoch {epoch} train", progress)
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if teacher is not None:
+            x, y = teacher(x, y)
         with autocast(device, amp_dtype):
             logits = model(x)
             loss = criterion(logits.float(), y)

@@ -216,6 +216,10 @@ def save_teacher_outputs(
 ) -> dict:
     """Run every teacher (with ``tta``) over the train and validation splits of every source;
     write the outputs file and its report; return the report."""
+    unlabeled = [s.path for s in sources if s.unlabeled]
+    if unlabeled:
+        raise ConfigError(f"--data {', '.join(unlabeled)}: a transfer set (unlabeled=1) is labelled while the student "
+                          "trains (`train --teacher-model`), not saved by `teach`")
     teachers = _Teachers.load(models, device)
     report: dict = {"models": teachers.models, "tta": tta, "classes": teachers.classes,
                     "holdout": [f"{h[0]}/{h[1]}" if h else None for h in teachers.holdouts], "train": {}, "val": {}}

@@ -26,6 +26,7 @@ from emolens.data.sources import (
     source_classes,
 )
 from emolens.errors import ConfigError
+from emolens.evaluation.predictors import load_predictor
 from emolens.models import create_model, get_model_info
 from emolens.models.checkpoint import init_from
 from emolens.models.pretrained import load_pretrained, pretrained_config
@@ -33,6 +34,7 @@ from emolens.models.registry import freeze_backbone, param_groups
 from emolens.preprocess import CropSpec
 from emolens.training import distributed
 from emolens.training.config import TrainConfig
+from emolens.training.distill import OnlineTeacher
 from emolens.training.engine import recompute_batchnorm, train_one_epoch
 from emolens.training.precision import AMP_DTYPES, memory_format, resolve_amp
 from emolens.training.recipe import (
@@ -115,6 +117,9 @@ def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceD
     files = [load_teacher_outputs(path, classes, members=cfg.teacher_members) for path in cfg.teacher or []]
     mixed = []
     for src, own in zip(sources, targets, strict=True):
+        if not src.labelled:  # a transfer set's targets come from the online teacher
+            mixed.append(own)
+            continue
         probs = mean_of_members(np.stack([f.lookup((src.name, src.dataset_name), src.train_keys) for f in files]))
         log(f"teacher outputs: {int((~np.isnan(probs[:, 0])).sum())} of {len(probs)} {src.name} training images matched "
             f"(distill weight {cfg.distill_weight})")
@@ -122,19 +127,42 @@ def _teacher_targets(cfg: TrainConfig, classes: list[str], sources: list[SourceD
     return mixed
 
 
+def _online_teacher(cfg: TrainConfig, specs: list[SourceSpec], classes: list[str], crop: CropSpec,
+                    log: Log) -> OnlineTeacher | None:
+    """The ``--teacher-model`` that labels each augmented batch, if any (transfer sets need one)."""
+    unlabeled = [s.path for s in specs if s.unlabeled]
+    if not cfg.teacher_model:
+        if unlabeled:
+            raise ConfigError(f"--data {', '.join(unlabeled)}: an unlabeled source needs --teacher-model, "
+                              "whose outputs are its faces' targets")
+        return None
+    if len(unlabeled) == len(specs):
+        raise ConfigError("every --data source is unlabeled: at least one needs labels to validate on")
+    teacher = OnlineTeacher(load_predictor(cfg.teacher_model), classes,
+                            cfg.distill_weight if cfg.teacher_model_weight is None else cfg.teacher_model_weight, crop)
+    if cfg.precise_bn and teacher.train_view() != crop:
+        raise ConfigError(f"--precise-bn with --teacher-model {cfg.teacher_model}: the training images are loaded at the "
+                          f"teacher's {teacher.train_view().size}px view; use --ema or neither")
+    log(f"online teacher {cfg.teacher_model}: {teacher.describe()}")
+    return teacher
+
+
 def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distributed.DistInfo, log: Log):
-    """Class list, the train loader over every source, one validation set per source, and the
-    training targets. Rank 0 builds the decode caches first; the others wait and read them."""
+    """Class list, the train loader over every source, one validation set per labelled source, the
+    training targets and the online teacher (or None). Rank 0 builds the decode caches first; the
+    others wait and read them."""
     specs = _sources(cfg)
     # Splits emolens makes itself (class-folders, utkface) are load_dataset's fixed ones, whatever
     # --seed: every run, teacher and `evaluate` must see the same validation images.
     task = get_task(cfg.task)
-    classes = task.classes([source_classes(s) for s in specs], [s.path for s in specs])
+    classes = task.classes([c for s in specs if (c := source_classes(s))], [s.path for s in specs])
+    teacher = _online_teacher(cfg, specs, classes, crop, log)
+    view = teacher.train_view() if teacher else crop
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     holdout = parse_holdout(cfg.holdout)
-    sources = [load_source(s, classes, crop, cache_dir=cache_dir, holdout=holdout) for s in specs]
+    sources = [load_source(s, classes, crop, cache_dir=cache_dir, holdout=holdout, train_crop=view) for s in specs]
     if info.is_main:
         distributed.barrier()
     own = [task.targets(s, len(classes), cfg) for s in sources]
@@ -143,7 +171,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     images = np.concatenate([s.train_images for s in sources])
     train_loader = ArrayLoader(
         images, targets, cfg.batch_size, shuffle=True, drop_last=True,
-        augment=make_augment(cfg.augment, cfg.input_size), mixup=make_mixup(cfg.mixup, len(classes)),
+        augment=make_augment(cfg.augment, view.size), mixup=make_mixup(cfg.mixup, len(classes)),
         mix=([len(s.train_targets) for s in sources], [s.weight for s in sources]) if len(sources) > 1 else None,
         **common,
     )
@@ -157,15 +185,17 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
             torch.from_numpy(s.mask),
         )
         for s in sources
+        if s.labelled
     ]
     bn_loader = precise_bn_loader(images, cfg.precise_bn, cfg.batch_size * 2, **common) if cfg.precise_bn else None
     for s in sources:
-        log(f"data: {s.name} ({describe_classes(s.classes)}): train {len(s.train_targets)} (weight {s.weight:g}), "
-            f"{s.val_name} {len(s.val_labels)} images at {crop.size}px×{crop.channels}"
+        log(f"data: {s.name} ({describe_classes(s.classes) if s.labelled else 'unlabeled'}): train {len(s.train_targets)} "
+            f"(weight {s.weight:g}){f', {s.val_name} {len(s.val_labels)}' if s.labelled else ''} images at "
+            f"{crop.size}px×{crop.channels}" + (f" (trained from a {view.size}px×{view.channels} view)" if view != crop else "")
             + "".join(f"; {note}" for note in s.notes))
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
         raise ConfigError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
-    return classes, train_loader, val_sets, targets, bn_loader
+    return classes, train_loader, val_sets, targets, bn_loader, teacher
 
 
 def precise_bn_loader(images: np.ndarray, count: int, batch_size: int, **loader_args: Any) -> ArrayLoader:
@@ -241,7 +271,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
     if not info.is_main:
         log = lambda _msg: None  # noqa: E731  (only rank 0 talks)
     crop = CropSpec(size=cfg.input_size, channels=cfg.channels, margin=cfg.margin, contrast=cfg.contrast)
-    classes, train_loader, val_sets, targets, bn_loader = _loaders(cfg, crop, device, info, log)
+    classes, train_loader, val_sets, targets, bn_loader, teacher = _loaders(cfg, crop, device, info, log)
     seed_everything(cfg.seed + info.rank)
     restarting = resume and run.last_pt.is_file()  # a run stopped in its first epoch starts again from --init
     model, train_model = _model(cfg, len(classes), device, info, restarting, log)
@@ -275,7 +305,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log: Log = print) -> dict[str
             train_model, train_loader, criterion, optimizer, device, epoch=epoch, amp_dtype=AMP_DTYPES[cfg.amp],
             scaler=state.scaler, clip_grad=cfg.clip_grad,
             batch_scheduler=state.scheduler if cfg.scheduler == "onecycle" else None, progress=True, ema=state.ema,
-            freeze_bn=cfg.freeze_bn,
+            freeze_bn=cfg.freeze_bn, teacher=teacher,
         )
         if bn_loader is not None:
             recompute_batchnorm(state.evaluated, bn_loader, device)

@@ -77,7 +77,7 @@ _TRAIN_HELP_ORDER = (
     "data", "task", "age_sigma", "age_l1", "arch", "model", "out", "resume", "force", "epochs", "batch_size", "lr",
     "optimizer", "weight_decay", "label_smoothing", "ema", "precise_bn", "class_weights", "scheduler", "early_stopping", "clip_grad",
     "amp", "seed", "input_size", "channels", "margin", "contrast", "select", "teacher", "distill_weight",
-    "teacher_members", "keep", "drop", "merge", "format", "augment", "init", "pretrained", "head_epochs", "backbone_lr", "freeze_bn", "workers", "device", "cache_dir",
+    "teacher_members", "teacher_model", "teacher_model_weight", "keep", "drop", "merge", "format", "augment", "init", "pretrained", "head_epochs", "backbone_lr", "freeze_bn", "workers", "device", "cache_dir",
 )
 # The train options that are not config fields.
 _TRAIN_EXTRA_OPTIONS: dict[str, tuple[Any, Any]] = {

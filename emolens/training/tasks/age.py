@@ -50,6 +50,9 @@ class AgeTask(Task):
         if cfg.teacher and cfg.distill_weight > 0.5:
             raise ConfigError(f"--task age distils with --distill-weight ≤ 0.5 (got {cfg.distill_weight}): the L1 term "
                               "reads each image's own age as the top bin of its mixed target")
+        if cfg.teacher_model:
+            raise ConfigError("--teacher-model (online distillation) trains expression models only; for --task age, "
+                              "save the teacher's outputs with `emolens teach` and pass them with --teacher")
         if cfg.mixup > 0:
             raise ConfigError("--task age trains without --mixup: the L1 term reads each image's own age as the top "
                               "bin of its target, which mixing two faces would move")

@@ -84,7 +84,8 @@ class ExpressionTask(Task):
 
         from emolens.training.losses import SoftTargetCrossEntropy, target_classes
 
-        top = target_classes(torch.from_numpy(targets)).numpy()
+        labelled = ~np.isnan(targets).all(axis=1)  # transfer-set faces have no label to count
+        top = target_classes(torch.from_numpy(targets[labelled])).numpy()
         weight = balanced_weights(top, len(classes)).to(device) if cfg.class_weights == "balanced" else None
         return SoftTargetCrossEntropy(weight).to(device)
 
