@@ -40,40 +40,52 @@ class BatchAugment(torch.nn.Module):
         self.random_crop = random_crop or 0
         self.erasing = float(erasing)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training:
-            return x
-        if self.rotation or self.shift or self.zoom != (1.0, 1.0):
-            x = self._affine(x)
-        elif self.hflip:  # a flip alone is exact without resampling
-            flip = torch.rand(x.shape[0], device=x.device) < self.hflip
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        if self.random_crop:
-            x = self._pad_crop(x, self.random_crop)
-        if self.erasing:
-            x = self._erase(x)
-        return x
+    def forward(self, x: Tensor, paired: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """The augmented batch; with ``paired`` (the same faces at another size or channel count),
+        both, changed alike: one draw of every random parameter, in fractions of the size."""
+        views = [x] if paired is None else [x, paired]
+        if self.training:
+            views = self._apply(views)
+        return views[0] if paired is None else (views[0], views[1])
 
-    def _affine(self, x: Tensor) -> Tensor:
-        n, dev = x.shape[0], x.device
+    def _apply(self, views: list[Tensor]) -> list[Tensor]:
+        n, dev = views[0].shape[0], views[0].device
+        if self.rotation or self.shift or self.zoom != (1.0, 1.0):
+            theta = self._theta(n, dev)
+            views = [self._affine(v, theta) for v in views]
+        elif self.hflip:  # a flip alone is exact without resampling
+            flip = (torch.rand(n, device=dev) < self.hflip)[:, None, None, None]
+            views = [torch.where(flip, v.flip(-1), v) for v in views]
+        if self.random_crop:
+            offsets = torch.rand(n, 2, device=dev)  # where in the padded frame, as a fraction of the slack
+            size = views[0].shape[-1]
+            views = [self._pad_crop(v, max(1, round(self.random_crop * v.shape[-1] / size)), offsets) for v in views]
+        if self.erasing:
+            rect = self._rectangle(n, dev)
+            views = [self._erase(v, rect) for v in views]
+        return views
+
+    def _theta(self, n: int, dev: torch.device) -> Tensor:
+        """Per-sample affine maps from output to input grid coordinates: rotate, shrink by the zoom, mirror x, shift."""
         angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(self.rotation)
         scale = torch.empty(n, device=dev).uniform_(*self.zoom)
         flip = torch.where(torch.rand(n, device=dev) < self.hflip, -1.0, 1.0)
         shift = (torch.rand(n, 2, device=dev) * 2 - 1) * (2 * self.shift)  # grid coordinates span 2
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        # theta maps output to input coordinates: rotate, shrink by the zoom, mirror x.
-        theta = torch.stack(
+        return torch.stack(
             (torch.stack((cos * flip, -sin, shift[:, 0]), 1), torch.stack((sin * flip, cos, shift[:, 1]), 1)), 1
         )
+
+    @staticmethod
+    def _affine(x: Tensor, theta: Tensor) -> Tensor:
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     @staticmethod
-    def _pad_crop(x: Tensor, pad: int) -> Tensor:
+    def _pad_crop(x: Tensor, pad: int, offsets: Tensor) -> Tensor:
         n, _, h, w = x.shape
         padded = F.pad(x, (pad, pad, pad, pad))
-        oy = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
-        ox = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
+        oy, ox = (offsets * (2 * pad + 1)).long().clamp_max(2 * pad).split(1, dim=1)
         rows = (oy + torch.arange(h, device=x.device))[:, :, None]
         cols = (ox + torch.arange(w, device=x.device))[:, None, :]
         # Advanced indexing puts the index dims first: N×H×W×C, back to N×C×H×W.
@@ -81,25 +93,28 @@ class BatchAugment(torch.nn.Module):
             0, 3, 1, 2
         )
 
-    def _erase(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        dev = x.device
-        area = torch.empty(n, device=dev).uniform_(0.02, 0.33) * h * w
+    def _rectangle(self, n: int, dev: torch.device) -> Tensor:
+        """Per sample: (top, left, height, width) of the erased rectangle in fractions of the size,
+        and whether to erase (1/0)."""
+        area = torch.empty(n, device=dev).uniform_(0.02, 0.33)
         aspect = torch.exp(torch.empty(n, device=dev).uniform_(math.log(0.3), math.log(3.3)))
-        eh = (area * aspect).sqrt().clamp(1, h).floor()
-        ew = (area / aspect).sqrt().clamp(1, w).floor()
-        y0 = (torch.rand(n, device=dev) * (h - eh + 1)).floor()
-        x0 = (torch.rand(n, device=dev) * (w - ew + 1)).floor()
-        ys = torch.arange(h, device=dev)[None, :, None]
-        xs = torch.arange(w, device=dev)[None, None, :]
-        inside = (
-            (ys >= y0[:, None, None])
-            & (ys < (y0 + eh)[:, None, None])
-            & (xs >= x0[:, None, None])
-            & (xs < (x0 + ew)[:, None, None])
-        )
-        apply = (torch.rand(n, device=dev) < self.erasing)[:, None, None]
-        return x.masked_fill((inside & apply)[:, None], 0.0)
+        eh = (area * aspect).sqrt().clamp(max=1.0)
+        ew = (area / aspect).sqrt().clamp(max=1.0)
+        y0 = torch.rand(n, device=dev) * (1 - eh)
+        x0 = torch.rand(n, device=dev) * (1 - ew)
+        apply = (torch.rand(n, device=dev) < self.erasing).to(eh.dtype)
+        return torch.stack((y0, x0, eh, ew, apply), 1)
+
+    @staticmethod
+    def _erase(x: Tensor, rect: Tensor) -> Tensor:
+        _, _, h, w = x.shape
+        y0, x0, eh, ew, apply = (rect[:, i, None, None] for i in range(5))
+        top, left = (y0 * h).floor(), (x0 * w).floor()
+        bottom, right = top + (eh * h).round().clamp_min(1), left + (ew * w).round().clamp_min(1)
+        ys = torch.arange(h, device=x.device)[None, :, None]
+        xs = torch.arange(w, device=x.device)[None, None, :]
+        inside = (ys >= top) & (ys < bottom) & (xs >= left) & (xs < right) & (apply > 0)
+        return x.masked_fill(inside[:, None], 0.0)
 
 
 class Mixup(torch.nn.Module):
@@ -118,14 +133,16 @@ class Mixup(torch.nn.Module):
         self.alpha = float(alpha)
         self.num_classes = num_classes
 
-    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor | tuple[Tensor, ...], y: Tensor) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
+        """Mixed batch and targets; ``x`` may be a tuple of views of the same faces (mixed alike)."""
         if not self.training or self.alpha == 0:
             return x, y
+        first = x[0] if isinstance(x, tuple) else x
         if not y.is_floating_point():
-            y = F.one_hot(y, self.num_classes).to(x.dtype)
-        concentration = torch.tensor(self.alpha, device=x.device)
+            y = F.one_hot(y, self.num_classes).to(first.dtype)
+        concentration = torch.tensor(self.alpha, device=first.device)
         lam = torch.distributions.Beta(concentration, concentration).sample()  # on the device: no host sync
-        partner = torch.randperm(x.shape[0], device=x.device)
-        x = lam * x + (1 - lam) * x[partner]
+        partner = torch.randperm(first.shape[0], device=first.device)
+        mixed = tuple(lam * v + (1 - lam) * v[partner] for v in (x if isinstance(x, tuple) else (x,)))
         y = lam * y + (1 - lam) * y[partner]
-        return x, y / torch.nan_to_num(y).sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return mixed if isinstance(x, tuple) else mixed[0], y / torch.nan_to_num(y).sum(dim=1, keepdim=True).clamp_min(1e-12)

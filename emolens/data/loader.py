@@ -74,24 +74,31 @@ class _BatchLoader:
             order = np.resize(order, self._shard_size() * self.world_size)[self.rank :: self.world_size]
         return [order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
-    def _finish(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _finish(self, images: Tensor, labels: Tensor, paired: Tensor | None = None) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor]:
         """uint8 N×H×W×C (any device) → augmented float32 N×C×H×W on ``device``, labels or targets
-        (float N×K targets after mixup)."""
+        (float N×K targets after mixup). With ``paired`` (the same faces at another spec), the
+        batch is the pair of views, augmented and mixed alike."""
         non_blocking = self.device.type == "cuda"
-        x = images.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float()
-        x = (x * (1.0 / 255.0) - MEAN) / STD
+
+        def floats(batch: Tensor) -> Tensor:
+            x = batch.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float()
+            return (x * (1.0 / 255.0) - MEAN) / STD
+
+        x = floats(images) if paired is None else (floats(images), floats(paired))
         labels = labels.to(self.device, non_blocking=non_blocking)
         if self.augment is not None:
-            x = self.augment(x)
+            x = self.augment(x) if paired is None else self.augment(*x)
         if self.mixup is not None:
             x, labels = self.mixup(x, labels)
-        return x.contiguous(), labels
+        return (x.contiguous() if paired is None else (x[0].contiguous(), x[1].contiguous())), labels
 
 
 class ArrayLoader(_BatchLoader):
     """Batches from in-memory uint8 N×H×W×C images (kept on ``device`` once) and int labels or
     float N×K soft targets; ``mix`` = (source sizes, sampling weights) of concatenated sources;
-    ``mixup`` blends each augmented batch with itself (training)."""
+    ``mixup`` blends each augmented batch with itself (training); ``paired``: the same faces at
+    another spec (a student's, beside a teacher's larger view): each batch is then the pair
+    (images, paired), augmented and mixed alike."""
 
     def __init__(
         self,
@@ -107,7 +114,10 @@ class ArrayLoader(_BatchLoader):
         world_size: int = 1,
         mix: tuple[list[int], list[float]] | None = None,
         mixup: Mixup | None = None,
+        paired: np.ndarray | None = None,
     ) -> None:
+        if paired is not None and (paired.dtype != np.uint8 or paired.ndim != 4 or len(paired) != len(images)):
+            raise ValueError(f"paired views must be uint8 N×H×W×C for each of the {len(images)} images, got {paired.shape}")
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
             raise ValueError(
                 f"expected uint8 N×H×W×C images and as many labels, got {images.dtype} {images.shape}, {len(labels)} labels"
@@ -116,15 +126,17 @@ class ArrayLoader(_BatchLoader):
             raise ValueError(f"mix sizes {mix[0]} do not add up to {len(images)} images")
         super().__init__(len(images), batch_size, shuffle, drop_last, augment, device, seed, rank, world_size, mix, mixup)
         self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self._paired = None if paired is None else torch.from_numpy(np.ascontiguousarray(paired)).to(self.device)
         labels = np.asarray(labels)
         dtype = np.float32 if labels.dtype.kind == "f" else np.int64
         self._labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=dtype)).to(self.device)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor | tuple[Tensor, Tensor], Tensor]]:
         batches = self._batches()
         if not batches:
             return
         # One host→device copy of the epoch's order: a copy per batch would wait for the GPU each time.
         order = torch.from_numpy(np.concatenate(batches)).to(self.device)
         for index in order.split([len(b) for b in batches]):
-            yield self._finish(self._images[index], self._labels[index])
+            yield self._finish(self._images[index], self._labels[index],
+                               None if self._paired is None else self._paired[index])

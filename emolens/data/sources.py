@@ -112,6 +112,7 @@ class SourceData:
     weight: float = 1.0
     notes: list[str] = field(default_factory=list)
     labelled: bool = True  # False: a transfer set (targets all NaN, no validation images)
+    train_view: np.ndarray | None = None  # the training faces at ``load_source``'s ``train_crop``, when asked
 
 
 def union_classes(class_lists: Sequence[Sequence[str]]) -> list[str]:
@@ -189,13 +190,14 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
                 holdout: tuple[int, int] | None = None, train_crop: CropSpec | None = None) -> SourceData:
     """Decode one source's train and validation splits with targets over the run's ``classes``
     (layouts that emolens splits itself are split with load_dataset's fixed seed, as `evaluate` does);
-    ``holdout`` = (K, N) leaves fold K of N of the training images out; ``train_crop``: the training
-    images' size and channels when they differ from ``crop``'s (an online teacher's larger view)."""
+    ``holdout`` = (K, N) leaves fold K of N of the training images out; ``train_crop``: a second
+    size and channel count for the training images (``train_view``, an online teacher's larger
+    view of the same faces)."""
     if spec.margin is not None:
         crop = replace(crop, margin=spec.margin)
-    view = crop if train_crop is None else replace(crop, size=train_crop.size, channels=train_crop.channels)
+    view = None if train_crop is None else replace(crop, size=train_crop.size, channels=train_crop.channels)
     if spec.unlabeled:
-        return _transfer_set(spec, len(classes), view, cache_dir)
+        return _transfer_set(spec, len(classes), crop, view, cache_dir)
     dataset = load_dataset(
         spec.path, format=spec.format, selection=ClassSelection.parse(spec.keep, spec.drop, spec.merge), crop=crop,
     )
@@ -211,7 +213,8 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
             dataset.split(split), spec.size, spec.channels, cache_dir=cache_dir, contrast=spec.contrast, with_keys=True
         )
 
-    x_train, y_train, k_train = arrays("train", view)
+    x_train, y_train, k_train = arrays("train", crop)
+    x_view = arrays("train", view)[0] if view is not None else None
     x_val, y_val, k_val = arrays(val_name, crop)
     targets = np.zeros((len(y_train), len(classes)), np.float32)
     targets[np.arange(len(y_train)), to_run[y_train]] = 1.0
@@ -236,29 +239,34 @@ def load_source(spec: SourceSpec, classes: list[str], crop: CropSpec, *, cache_d
         keep = ~in_fold(k_train, *holdout)
         notes.append(f"fold {holdout[0]}/{holdout[1]} held out: trains on {keep.sum()} of {len(keep)}")
         x_train, targets, k_train = x_train[keep], targets[keep], k_train[keep]
+        x_view = x_view[keep] if x_view is not None else None
     return SourceData(
         name=spec.name or dataset.name, dataset_name=dataset.name, classes=list(dataset.classes), mask=mask,
         train_images=x_train, train_targets=targets, train_keys=k_train,
         val_name=val_name, val_images=x_val, val_labels=to_run[y_val], val_vote_labels=val_votes,
-        weight=spec.weight, notes=notes,
+        weight=spec.weight, notes=notes, train_view=x_view,
     )
 
 
-def _transfer_set(spec: SourceSpec, num_classes: int, crop: CropSpec, cache_dir: Path | None) -> SourceData:
+def _transfer_set(spec: SourceSpec, num_classes: int, crop: CropSpec, view: CropSpec | None,
+                  cache_dir: Path | None) -> SourceData:
     """An unlabeled source: its train split's faces (its first split's when it has none), all-NaN
     targets, no validation images."""
     dataset = load_dataset(spec.path, format=spec.format, crop=crop)
     split = "train" if "train" in dataset.splits else next(iter(dataset.splits), "train")
-    images, _, keys = load_arrays(
-        dataset.split(split), crop.size, crop.channels, cache_dir=cache_dir, contrast=crop.contrast, with_keys=True
-    )
+
+    def arrays(spec: CropSpec) -> tuple[np.ndarray, ...]:
+        return load_arrays(dataset.split(split), spec.size, spec.channels, cache_dir=cache_dir, contrast=spec.contrast,
+                           with_keys=True)
+
+    images, _, keys = arrays(crop)
     empty = np.zeros((0, crop.size, crop.size, crop.channels), np.uint8)
     return SourceData(
         name=spec.name or dataset.name, dataset_name=dataset.name, classes=[], mask=np.ones(num_classes, bool),
         train_images=images, train_targets=np.full((len(images), num_classes), np.nan, np.float32), train_keys=keys,
         val_name="", val_images=empty, val_labels=np.zeros(0, np.int64), weight=spec.weight,
         notes=[f"unlabeled: {len(images)} faces of its {split} split, labelled by the online teacher"],
-        labelled=False,
+        labelled=False, train_view=arrays(view)[0] if view is not None else None,
     )
 
 

@@ -32,9 +32,9 @@ class TorchPredictor:
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """float32 N×K probabilities for uint8 N×H×W×C faces (resized to ``crop`` when they are not)."""
-        with torch.inference_mode():
-            return predict_in_batches(self.logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
+        return predict_in_batches(self.logits, faces, self.crop, len(self.classes), batch_size, self.temperature)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw logits (N×K) of a normalised float32 N×C×H×W batch at ``crop``'s size."""
-        return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()

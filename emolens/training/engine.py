@@ -101,8 +101,9 @@ def train_one_epoch(
     start = time.perf_counter()
     bar = _progress(loader, f"epoch {epoch} train", progress)
     for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if teacher is not None:
+        y = y.to(device, non_blocking=True)
+        x = tuple(v.to(device, non_blocking=True) for v in x) if isinstance(x, tuple) else x.to(device, non_blocking=True)
+        if teacher is not None:  # x may be (the teacher's view, the student's view)
             x, y = teacher(x, y)
         with autocast(device, amp_dtype):
             logits = model(x)

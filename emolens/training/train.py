@@ -140,9 +140,6 @@ def _online_teacher(cfg: TrainConfig, specs: list[SourceSpec], classes: list[str
         raise ConfigError("every --data source is unlabeled: at least one needs labels to validate on")
     teacher = OnlineTeacher(load_predictor(cfg.teacher_model), classes,
                             cfg.distill_weight if cfg.teacher_model_weight is None else cfg.teacher_model_weight, crop)
-    if cfg.precise_bn and teacher.train_view() != crop:
-        raise ConfigError(f"--precise-bn with --teacher-model {cfg.teacher_model}: the training images are loaded at the "
-                          f"teacher's {teacher.train_view().size}px view; use --ema or neither")
     log(f"online teacher {cfg.teacher_model}: {teacher.describe()}")
     return teacher
 
@@ -157,7 +154,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     task = get_task(cfg.task)
     classes = task.classes([c for s in specs if (c := source_classes(s))], [s.path for s in specs])
     teacher = _online_teacher(cfg, specs, classes, crop, log)
-    view = teacher.train_view() if teacher else crop
+    view = teacher.train_view() if teacher and teacher.train_view() != crop else None
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
@@ -169,9 +166,12 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     targets = task.finish_targets(np.concatenate(_teacher_targets(cfg, classes, sources, own, log) if cfg.teacher else own), cfg)
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     images = np.concatenate([s.train_images for s in sources])
+    # With a teacher's larger view, batches pair it with the student's own crop of each face.
+    views = np.concatenate([s.train_view for s in sources]) if view else None
     train_loader = ArrayLoader(
-        images, targets, cfg.batch_size, shuffle=True, drop_last=True,
-        augment=make_augment(cfg.augment, view.size), mixup=make_mixup(cfg.mixup, len(classes)),
+        images if views is None else views, targets, cfg.batch_size, shuffle=True, drop_last=True,
+        augment=make_augment(cfg.augment, (view or crop).size), mixup=make_mixup(cfg.mixup, len(classes)),
+        paired=None if views is None else images,
         mix=([len(s.train_targets) for s in sources], [s.weight for s in sources]) if len(sources) > 1 else None,
         **common,
     )
@@ -191,7 +191,7 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     for s in sources:
         log(f"data: {s.name} ({describe_classes(s.classes) if s.labelled else 'unlabeled'}): train {len(s.train_targets)} "
             f"(weight {s.weight:g}){f', {s.val_name} {len(s.val_labels)}' if s.labelled else ''} images at "
-            f"{crop.size}px×{crop.channels}" + (f" (trained from a {view.size}px×{view.channels} view)" if view != crop else "")
+            f"{crop.size}px×{crop.channels}" + (f" (and at {view.size}px×{view.channels} for the teacher)" if view else "")
             + "".join(f"; {note}" for note in s.notes))
     if cfg.select != "mean" and cfg.select not in [v.name for v in val_sets]:
         raise ConfigError(f"--select {cfg.select!r}: expected mean or a source name ({', '.join(v.name for v in val_sets)})")
