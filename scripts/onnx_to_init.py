@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -45,9 +46,9 @@ def module_path(node_name: str) -> str:
     return ".".join(kept)
 
 
-def model_of(onnx_path: Path) -> tuple[nn.Module, dict]:
+def model_of(proto: onnx.ModelProto) -> tuple[nn.Module, dict]:
     """A fresh model of the file's architecture, classes and input (its emolens metadata)."""
-    meta = json.loads({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}["emolens"])
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["emolens"])
     crop = meta.get("crop", {})
     model = create_model(meta["model_name"], len(meta["classes"]), crop.get("size", 48), crop.get("channels", 1))
     return model.eval(), meta
@@ -67,10 +68,18 @@ def batchnorm_after(model: nn.Module, conv: str) -> str | None:
     return None
 
 
-def recover(onnx_path: Path) -> tuple[dict[str, torch.Tensor], nn.Module, list[tuple[str, str]]]:
-    """The state dict behind an exported ONNX file, the fresh model it fits and its (convolution,
-    BatchNorm) module pairs."""
-    graph = onnx.load(str(onnx_path)).graph
+class Recovered(NamedTuple):
+    state: dict[str, torch.Tensor]
+    model: nn.Module  # a fresh model of the file's architecture (the state not loaded)
+    pairs: list[tuple[str, str]]  # (convolution, BatchNorm) module names
+    meta: dict  # the file's emolens metadata
+
+
+def recover(onnx_path: Path) -> Recovered:
+    """The state dict behind an exported ONNX file, the fresh model it fits, its (convolution,
+    BatchNorm) module pairs and the file's metadata (the file is read once)."""
+    proto = onnx.load(str(onnx_path))
+    graph = proto.graph
     inits = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in graph.initializer}
     # fp16-weight exports store W as "name.fp16" feeding a Cast whose output is the Conv's input
     casts = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast"}
@@ -78,7 +87,7 @@ def recover(onnx_path: Path) -> tuple[dict[str, torch.Tensor], nn.Module, list[t
     def weight(name: str) -> np.ndarray:
         return inits[casts.get(name, name)]
 
-    model, _ = model_of(onnx_path)
+    model, meta = model_of(proto)
     modules = dict(model.named_modules())
     sd: dict[str, torch.Tensor] = {}
     pairs: list[tuple[str, str]] = []
@@ -95,7 +104,7 @@ def recover(onnx_path: Path) -> tuple[dict[str, torch.Tensor], nn.Module, list[t
     head = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
     sd[f"{head}.weight"] = torch.from_numpy(weight(gemm.input[1]))
     sd[f"{head}.bias"] = torch.from_numpy(weight(gemm.input[2]))
-    return sd, model, pairs
+    return Recovered(sd, model, pairs, meta)
 
 
 @torch.no_grad()
@@ -168,10 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibrate", metavar="DATASET", help="give the BatchNorms the statistics of 4,096 of "
                         "this dataset's training faces (for runs that train them: without --freeze-bn)")
     args = parser.parse_args(argv)
-    sd, model, pairs = recover(args.onnx)
+    sd, model, pairs, meta = recover(args.onnx)
     if args.calibrate:
         model.load_state_dict(sd, strict=False)
-        calibrate(model, pairs, calibration_faces(args.calibrate, model_of(args.onnx)[1]))
+        calibrate(model, pairs, calibration_faces(args.calibrate, meta))
         sd = {k: v.detach().clone() for k, v in model.state_dict().items() if k in sd}
     diff = check(args.onnx, sd, model)
     print(f"{args.onnx}: {len(sd)} tensors of {type(model).__name__}; largest logit difference to ONNX Runtime {diff:.2e}")

@@ -154,7 +154,8 @@ def _loaders(cfg: TrainConfig, crop: CropSpec, device: torch.device, info: distr
     task = get_task(cfg.task)
     classes = task.classes([c for s in specs if (c := source_classes(s))], [s.path for s in specs])
     teacher = _online_teacher(cfg, specs, classes, crop, log)
-    view = teacher.train_view() if teacher and teacher.train_view() != crop else None
+    view = teacher.train_view() if teacher else None
+    view = view if view != crop else None  # a teacher at the student's spec labels the student's own batch
     if not info.is_main:
         distributed.barrier()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
