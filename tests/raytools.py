@@ -1,5 +1,5 @@
 """A real two-node Ray cluster on this machine's loopback, and a small archive of real media, for
-tests/test_batch.py and benchmarks/bench_batch.py (no tests here).
+tests/test_batch.py (no tests here).
 
 Each node is a ``ray start --block`` in a session of its own: stopping a node kills that process
 group (SIGKILL: also how a test makes a node die), and nothing else on the machine. Token
@@ -62,39 +62,66 @@ def our_processes(marker: str) -> list[int]:
 class LocalCluster:
     """A head on 127.0.0.2 and a second node on 127.0.0.3, ``cpus`` CPUs each, with a temp folder of its own."""
 
-    def __init__(self, temp_dir: Path, cpus: int = 1):
+    def __init__(self, temp_dir: Path, cpus: int = 1, attempts: int = 3):
         self.temp_dir = temp_dir
         self.env = ray_env(temp_dir)
+        self.node: subprocess.Popen | None = None
+        # A loaded CI machine once saw the head not come up (a port taken between free_port() and Ray's
+        # bind is one way): each attempt starts afresh on new ports; the last failure shows the logs.
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_cluster(cpus, attempt)
+                return
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+
+    def _start_cluster(self, cpus: int, attempt: int) -> None:
         self.port = free_port()
         self.address = f"{HEAD_IP}:{self.port}"
         head = [RAY, "start", "--head", "--block", f"--node-ip-address={HEAD_IP}", f"--port={self.port}",
                 f"--num-cpus={cpus}", "--include-dashboard=false", f"--dashboard-port={free_port()}",
-                f"--ray-client-server-port={free_port()}", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+                f"--ray-client-server-port={free_port()}", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
                 "--system-config", '{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}']
-        self.head = self._start(head, "head")
+        self.head = self._start(head, f"head-{attempt}")
         self._wait_for_nodes(1)
         node = [RAY, "start", "--block", f"--address={self.address}", f"--node-ip-address={NODE_IP}",
                 f"--num-cpus={cpus}", "--disable-usage-stats"]
-        self.node = self._start(node, "node")
+        self.node = self._start(node, f"node-{attempt}")
         self._wait_for_nodes(2)
 
     def _start(self, argv: list[str], name: str) -> subprocess.Popen:
         log = open(self.temp_dir / f"{name}.log", "wb")  # noqa: SIM115  (the process keeps it)
         return subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def _wait_for_nodes(self, n: int, timeout_s: float = 90) -> None:
+    def _wait_for_nodes(self, n: int, timeout_s: float = 120) -> None:
         """Until ``n`` nodes are alive (asked with ``ray status``, a client of the head)."""
         deadline = time.monotonic() + timeout_s
+        status = None
         while time.monotonic() < deadline:
             status = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env,
                                     capture_output=True, text=True)
             if status.returncode == 0 and status.stdout.count("node_") >= n:
                 return
-            if self.head.poll() is not None:
+            if self.head.poll() is not None or (self.node is not None and self.node.poll() is not None):
                 break
             time.sleep(1)
+        head_exit = self.head.poll()  # None: still running when the wait gave up
         self.stop()
-        raise RuntimeError(f"the Ray test cluster did not come up with {n} node(s); see {self.temp_dir}/*.log")
+        asked = "" if status is None else f"\nlast `ray status`: {(status.stdout + status.stderr)[-1500:]}"
+        raise RuntimeError(f"the Ray test cluster did not come up with {n} node(s) (head exit code "
+                           f"{head_exit}){asked}\n{self._log_tails()}")
+
+    def _log_tails(self, lines: int = 15) -> str:
+        """The last lines of the nodes' own logs and of Ray's error logs, for a failure message."""
+        sessions = [s for s in sorted(self.temp_dir.glob("session_*")) if not s.is_symlink()]  # not session_latest
+        logs = sorted(self.temp_dir.glob("*.log")) + [log for s in sessions for log in sorted(s.glob("logs/*.err"))]
+        parts = []
+        for log in logs:
+            text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+            if text:
+                parts.append(f"--- {log.relative_to(self.temp_dir)}\n" + "\n".join(text))
+        return "\n".join(parts)
 
     def kill_node(self) -> None:
         """The second node dies: its raylet and workers get SIGKILL."""
@@ -102,9 +129,10 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Kill both nodes, then any process of this cluster still alive (found by its temp folder)."""
-        for proc in (getattr(self, "node", None), self.head):
+        for proc in (self.node, self.head):
             if proc is not None:
                 _kill_group(proc)
+        self.node = None
         for pid in our_processes(str(self.temp_dir)):
             try:
                 os.kill(pid, signal.SIGKILL)
