@@ -99,8 +99,11 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         status = None
         while time.monotonic() < deadline:
-            status = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env,
-                                    capture_output=True, text=True)
+            try:  # a head that accepts but never answers must not hang the suite
+                status = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env,
+                                        capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                continue
             if status.returncode == 0 and status.stdout.count("node_") >= n:
                 return
             if self.head.poll() is not None or (self.node is not None and self.node.poll() is not None):
