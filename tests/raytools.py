@@ -91,8 +91,8 @@ class LocalCluster:
         self._wait_for_nodes(2)
 
     def _start(self, argv: list[str], name: str) -> subprocess.Popen:
-        log = open(self.temp_dir / f"{name}.log", "wb")  # noqa: SIM115  (the process keeps it)
-        return subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.temp_dir / f"{name}.log", "wb") as log:  # the process keeps its own copy of the descriptor
+            return subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_for_nodes(self, n: int, timeout_s: float = 120) -> None:
         """Until ``n`` nodes are alive (asked with ``ray status``, a client of the head)."""
